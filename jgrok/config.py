@@ -1,0 +1,399 @@
+"""Configuration: frozen dataclasses, YAML presets in ``configs/`` and command-line overrides.
+
+A config is plain data. ``Config`` holds the *base* experiment (one run's settings); ``Config.grid`` holds the
+axes of a scan: every field named there takes a list of values, and every combination of the lists is a run
+(see :mod:`jgrok.grid`). The defaults below are the AI-Scientist grokking template, so ``Config()`` is that
+experiment and ``configs/ai_scientist.yaml`` spells it out.
+
+Loading is strict: an unknown key, a value of the wrong type or an impossible value is a
+:class:`jgrok.errors.ConfigError` with one sentence that says what to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jgrok.errors import ConfigError
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskConfig:
+    name: str = "x_div_y"  # see jgrok.tasks.algorithmic.OPERATIONS
+    p: int = 97  # modulus of the modular tasks
+    fraction: float = 0.5  # training fraction: train size = floor(N * fraction)
+    perm_n: int = 5  # permutation tasks act on S_{perm_n}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "transformer"
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    norm: str = "post"  # "post" (template), "pre" or "none"
+    activation: str = "gelu"  # "gelu" (exact, as torch.nn.GELU) or "relu"
+    n_positions: int = 5  # rows of the learned position table (the template has 5 for 4 tokens)
+    final_ln: bool = True
+    bias: bool = True
+    causal: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adamw"  # "adamw", "adam_l2" (torch Adam(weight_decay)), "sgd" (momentum)
+    lr: float = 1e-3
+    wd: float = 0.5
+    b1: float = 0.9
+    b2: float = 0.98
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    warmup: int = 50  # lr * min(s / warmup, 1) at update s (0-based): the first update has lr 0
+    constant_norm: bool = False  # Omnigrok: rescale parameters to their initial global norm after each update
+    filter: str = "none"  # Grokfast gradient filter: "none", "ema", "ma"
+    filter_alpha: float = 0.98
+    filter_lambda: float = 2.0
+    filter_window: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    scheme: str = "default"  # see jgrok.init.SCHEMES
+    scale: float = 1.0  # Omnigrok's alpha: every initial parameter is multiplied by it
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 7500
+    batch_size: int = 512
+    eval_every: int = 10
+    sampling: str = "replacement"  # "replacement" (template), "epochs" (shuffled), "full" (full batch)
+    eval_train: bool = False  # also evaluate the full train split at each eval
+    eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
+    precision: str = "fp32"  # "fp32", "tf32", "bf16"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    wave_size: int = 0  # lanes W per compiled wave; 0 = choose from device memory (the choice is recorded)
+    chunk: int = 500  # updates per compiled chunk between host syncs (checkpoints land on chunk ends)
+    checkpoint_every: int = 0  # updates between checkpoints; 0 = only at the end
+    tb_runs: str = "0:16"  # runs whose full per-run scalars go to TensorBoard
+
+
+# Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
+# ``data_seed`` sets both the split seed and the order seed (unless those are axes of their own).
+AXES: dict[str, tuple[str, str]] = {
+    # axis name: (section, field) of the base config it replaces
+    "task": ("task", "name"),
+    "init": ("init", "scheme"),
+    "init_scale": ("init", "scale"),
+    "optimizer": ("optim", "name"),
+    "wd": ("optim", "wd"),
+    "lr": ("optim", "lr"),
+    "filter": ("optim", "filter"),
+    "filter_alpha": ("optim", "filter_alpha"),
+    "filter_lambda": ("optim", "filter_lambda"),
+    "filter_window": ("optim", "filter_window"),
+    "data_seed": ("", ""),
+    "split_seed": ("", ""),
+    "order_seed": ("", ""),
+    "seed": ("", ""),
+}
+SEED_AXES = ("seed", "data_seed", "split_seed", "order_seed")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    init: InitConfig = InitConfig()
+    train: TrainConfig = TrainConfig()
+    engine: EngineConfig = EngineConfig()
+    grid: dict = dataclasses.field(default_factory=lambda: {"seed": [0]})
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        return out
+
+
+_SECTION_CLASSES = {
+    "task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "init": InitConfig,
+    "train": TrainConfig, "engine": EngineConfig,
+}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to a field's type, or raise ConfigError."""
+    if isinstance(typ, str):
+        typ = {"int": int, "float": float, "bool": bool, "str": str}[typ]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where} must be true or false, not {value!r}.")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a whole number, not {value!r}.") from None
+        if not math.isfinite(f) or f != int(f):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+        return int(f)
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where} must be a number, not {value!r}.")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be a number, not {value!r}.") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
+        return f
+    if typ is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where} must be a name, not {value!r}.")
+        return str(value)
+    raise AssertionError(typ)
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def axis_type(axis: str) -> Any:
+    if axis in SEED_AXES:
+        return int
+    section, field = AXES[axis]
+    return _field_types(_SECTION_CLASSES[section])[field]
+
+
+def _build_section(name: str, values: Any, base: Any) -> Any:
+    cls = _SECTION_CLASSES[name]
+    if values is None:
+        return base
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config section '{name}' must be a mapping of fields, not {values!r}.")
+    types_ = _field_types(cls)
+    changes = {}
+    for key, value in values.items():
+        if key not in types_:
+            raise ConfigError(f"Unknown config key '{name}.{key}'; known keys: {', '.join(sorted(types_))}.")
+        changes[key] = _coerce(value, types_[key], f"{name}.{key}")
+    return dataclasses.replace(base, **changes)
+
+
+def _build_grid(values: Any) -> dict:
+    if values is None:
+        return {"seed": [0]}
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config section 'grid' must map axis names to lists, not {values!r}.")
+    grid = {}
+    for axis, vals in values.items():
+        if axis not in AXES:
+            raise ConfigError(f"Unknown grid axis '{axis}'; known axes: {', '.join(AXES)}.")
+        if not isinstance(vals, (list, tuple)):
+            vals = [vals]
+        if not vals:
+            raise ConfigError(f"Grid axis '{axis}' has no values; give at least one.")
+        typ = axis_type(axis)
+        grid[axis] = [_coerce(v, typ, f"grid.{axis}") for v in vals]
+    grid.setdefault("seed", [0])
+    return grid
+
+
+def from_dict(data: dict | None, base: Config | None = None) -> Config:
+    base = base or Config()
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError("A config file must hold a YAML mapping of sections (task, model, optim, ...).")
+    known = set(_SECTION_CLASSES) | {"grid", "lanes", "jgrok_version"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"Unknown config section '{key}'; known sections: {', '.join(sorted(known))}.")
+    sections = {name: _build_section(name, data.get(name), getattr(base, name)) for name in _SECTION_CLASSES}
+    grid = _build_grid(data["grid"]) if "grid" in data else dict(base.grid)
+    cfg = Config(**sections, grid=grid)
+    validate(cfg)
+    return cfg
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    """A config argument is a path to a YAML file or the name of a preset in configs/."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for candidate in (CONFIGS_DIR / name_or_path, CONFIGS_DIR / f"{name_or_path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    presets = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
+    raise ConfigError(f"No config file or preset named '{name_or_path}'; presets: {', '.join(presets) or 'none'}.")
+
+
+def load_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"Cannot read config file '{path}': {e.strerror}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Config file '{path}' is not valid YAML ({str(e).splitlines()[0]}).") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"Config file '{path}' must hold a mapping of sections (task, model, optim, ...).")
+    return data or {}
+
+
+def load(name_or_path: str | None) -> Config:
+    if name_or_path is None:
+        return Config()
+    return from_dict(load_yaml(resolve_preset(name_or_path)))
+
+
+def set_path(cfg: Config, dotted: str, raw: str) -> Config:
+    """Apply one ``--set section.field=value`` override (the value is parsed as YAML)."""
+    parts = dotted.split(".")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if parts[0] == "grid" and len(parts) == 2:
+        grid = dict(cfg.grid)
+        grid.update(_build_grid({parts[1]: value}))
+        out = dataclasses.replace(cfg, grid=grid)
+    elif len(parts) == 2 and parts[0] in _SECTION_CLASSES:
+        section = _build_section(parts[0], {parts[1]: value}, getattr(cfg, parts[0]))
+        out = dataclasses.replace(cfg, **{parts[0]: section})
+    else:
+        raise ConfigError(f"Unknown config key '{dotted}'; use section.field, e.g. train.steps=1000.")
+    validate(out)
+    return out
+
+
+def with_grid(cfg: Config, **axes: list) -> Config:
+    grid = dict(cfg.grid)
+    grid.update(_build_grid(axes))
+    out = dataclasses.replace(cfg, grid=grid)
+    validate(out)
+    return out
+
+
+def dump(cfg: Config, extra: dict | None = None) -> str:
+    data = cfg.to_dict()
+    if extra:
+        data.update(extra)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def base_for_axes(cfg: Config, values: dict) -> Config:
+    """The single-run config obtained by putting one value of each non-seed axis into the base config."""
+    changes: dict[str, dict] = {}
+    for axis, value in values.items():
+        section, field = AXES[axis]
+        if section:
+            changes.setdefault(section, {})[field] = value
+    out = cfg
+    for section, fields in changes.items():
+        out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section), **fields)})
+    return out
+
+
+def validate(cfg: Config) -> None:
+    """Check every value a user can set; raise ConfigError naming what to change."""
+    # Imported here: these modules own the lists of valid names.
+    from jgrok import init as init_mod
+    from jgrok.tasks import algorithmic
+
+    def each(axis: str) -> list:
+        section, field = AXES[axis]
+        return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
+
+    for name in each("task"):
+        algorithmic.check_task(name, cfg.task)
+    t = cfg.task
+    if not 0.0 < t.fraction < 1.0:
+        raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
+    m = cfg.model
+    if m.kind != "transformer":
+        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer'.")
+    for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "n_positions"):
+        if getattr(m, field) < 1:
+            raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
+    if m.d_model % m.n_heads:
+        raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads}).")
+    if m.norm not in ("post", "pre", "none"):
+        raise ConfigError(f"model.norm must be 'post', 'pre' or 'none', not '{m.norm}'.")
+    if m.activation not in ("gelu", "relu"):
+        raise ConfigError(f"model.activation must be 'gelu' or 'relu', not '{m.activation}'.")
+    o = cfg.optim
+    for name in each("optimizer"):
+        if name not in ("adamw", "adam_l2", "sgd"):
+            raise ConfigError(f"Optimizer '{name}' is unknown; use adamw, adam_l2 or sgd.")
+    for lr in each("lr"):
+        if lr <= 0:
+            raise ConfigError(f"Learning rate must be positive, not {lr}.")
+    for wd in each("wd"):
+        if wd < 0:
+            raise ConfigError(f"Weight decay must be zero or positive, not {wd}.")
+    if not (0 <= o.b1 < 1 and 0 <= o.b2 < 1):
+        raise ConfigError(f"optim.b1 and optim.b2 must be in [0, 1), not {o.b1} and {o.b2}.")
+    if o.eps <= 0:
+        raise ConfigError(f"optim.eps must be positive, not {o.eps}.")
+    if not 0 <= o.momentum < 1:
+        raise ConfigError(f"optim.momentum must be in [0, 1), not {o.momentum}.")
+    if o.warmup < 0:
+        raise ConfigError(f"optim.warmup must be zero or positive, not {o.warmup}.")
+    for name in each("filter"):
+        if name not in ("none", "ema", "ma"):
+            raise ConfigError(f"Gradient filter '{name}' is unknown; use none, ema or ma.")
+    for a in each("filter_alpha"):
+        if not 0 <= a < 1:
+            raise ConfigError(f"Filter alpha must be in [0, 1), not {a}.")
+    for lam in each("filter_lambda"):
+        if lam < 0:
+            raise ConfigError(f"Filter lambda must be zero or positive, not {lam}.")
+    for w in each("filter_window"):
+        if w < 1:
+            raise ConfigError(f"Filter window must be at least 1, not {w}.")
+    for scheme in each("init"):
+        if scheme not in init_mod.SCHEMES:
+            raise ConfigError(f"Init scheme '{scheme}' is unknown; use one of {', '.join(init_mod.SCHEMES)}.")
+    for s in each("init_scale"):
+        if s <= 0:
+            raise ConfigError(f"Init scale must be positive, not {s}.")
+    tr = cfg.train
+    for field in ("steps", "batch_size", "eval_every", "eval_batch"):
+        if getattr(tr, field) < 1:
+            raise ConfigError(f"train.{field} must be at least 1, not {getattr(tr, field)}.")
+    if tr.sampling not in ("replacement", "epochs", "full"):
+        raise ConfigError(f"train.sampling must be 'replacement', 'epochs' or 'full', not '{tr.sampling}'.")
+    if tr.precision not in ("fp32", "tf32", "bf16"):
+        raise ConfigError(f"train.precision must be 'fp32', 'tf32' or 'bf16', not '{tr.precision}'.")
+    e = cfg.engine
+    if e.wave_size < 0:
+        raise ConfigError(f"engine.wave_size must be positive (or 0 for automatic), not {e.wave_size}.")
+    if e.chunk < 1:
+        raise ConfigError(f"engine.chunk must be at least 1, not {e.chunk}.")
+    if e.checkpoint_every < 0:
+        raise ConfigError(f"engine.checkpoint_every must be zero or positive, not {e.checkpoint_every}.")
+    for axis in SEED_AXES:
+        for s in cfg.grid.get(axis, []):
+            if not 0 <= s < 2**31:
+                raise ConfigError(f"Seeds must be in [0, 2^31), not {s} (axis {axis}).")
+    if "data_seed" in cfg.grid and ("split_seed" in cfg.grid or "order_seed" in cfg.grid):
+        raise ConfigError("Give either data seeds or split/order seeds, not both.")
+

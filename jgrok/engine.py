@@ -1,0 +1,235 @@
+"""The engine: waves, chunks, devices, progress. The only module that knows about devices and wall-clock time.
+
+A program's runs are packed into *waves* of W lanes. On D local devices, D waves sit side by side as one
+sharded array of D x W lanes (a ``runs`` mesh axis, W lanes per device), so every device executes the same
+W-wide program and a run's numbers depend only on its config and W — not on its lane, its neighbours, the
+number of runs or the number of devices. The last wave is padded with copies of its first run; padded lanes
+are computed and thrown away.
+
+All waves of a program advance together, one compiled chunk of K updates at a time; between chunks the host
+collects metrics, reports progress and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jgrok import grid as grid_mod
+from jgrok import train
+from jgrok.errors import ConfigError
+
+
+@dataclasses.dataclass
+class ProgramResult:
+    """What one program's runs produced. Row i of every array belongs to ``rows[i]``."""
+
+    prog: train.Program
+    rows: list[dict]
+    eval_step: np.ndarray  # int[E]: 1-based update counts at which evaluations happened
+    metrics: dict  # name -> float32[R, E]: train_loss, train_acc (mean over updates since previous eval), evals
+    step_loss: np.ndarray  # float32[R, S] training-batch loss at each update
+    step_acc: np.ndarray  # float32[R, S]
+    diverged_step: np.ndarray  # int32[R], -1 when the run never diverged
+    final_params: dict | None  # pytree of [R, ...] numpy arrays
+    lanes: int
+
+
+def eval_steps(total: int, eval_every: int) -> np.ndarray:
+    """Evaluations happen after update counts eval_every, 2*eval_every, ... and always after the last update."""
+    steps = list(range(eval_every, total + 1, eval_every))
+    if not steps or steps[-1] != total:
+        steps.append(total)
+    return np.array(steps, np.int64)
+
+
+def per_run_bytes(prog: train.Program) -> int:
+    """Rough device memory of one lane: parameters, gradients, optimiser and filter state, and activations of a
+    training batch and of an evaluation slice (float32)."""
+    m, tr = prog.cfg.model, prog.cfg.train
+    P = prog.n_params
+    slots = 4 + (1 if "ema" in prog.filters else 0) + (prog.window_max if "ma" in prog.filters else 0)
+    T = 4
+    per_example = m.n_layers * T * (12 * m.d_model + 3 * m.d_model * m.mlp_ratio + 2 * m.n_heads * T)
+    batch = prog.n_train if tr.sampling == "full" else tr.batch_size
+    acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
+    return 4 * (slots * P + acts + prog.n_pairs)
+
+
+def device_free_bytes() -> int:
+    dev = jax.local_devices()[0]
+    try:
+        stats = dev.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory stats
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    try:  # host memory (CPU backend)
+        with open("/proc/meminfo") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        return info.get("MemAvailable", 8 << 30)
+    except OSError:
+        return 8 << 30
+
+
+def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int) -> int:
+    """Default W: as many lanes per device as fit in half of the free device memory, but no more than needed."""
+    fit = max(1, int(0.5 * device_free_bytes() // per_run_bytes(prog)))
+    need = -(-n_runs // n_devices)
+    return max(1, min(fit, need))
+
+
+class Progress:
+    """One line of progress on stderr: steps, seed-steps per second, ETA."""
+
+    def __init__(self, label: str, total_steps: int, n_runs: int, enabled: bool = True):
+        self.label, self.total, self.n_runs, self.enabled = label, total_steps, n_runs, enabled
+        self.t0 = None
+        self.done0 = 0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, step: int):
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if self.t0 is None:  # the first chunk includes compilation: measure speed from its end
+            self.t0, self.done0 = now, step
+            rate_txt, eta_txt = "compiling done", ""
+        else:
+            rate = (step - self.done0) * self.n_runs / max(now - self.t0, 1e-9)
+            eta = (self.total - step) * self.n_runs / max(rate, 1e-9)
+            rate_txt, eta_txt = f"{rate:,.0f} seed-steps/s", f"ETA {_fmt_time(eta)}"
+        frac = step / self.total
+        bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
+        line = f"[{self.label}] [{bar}] {step}/{self.total} updates x {self.n_runs} runs | {rate_txt} {eta_txt}"
+        end = "\r" if self.tty and step < self.total else "\n"
+        print(line.ljust(100) if self.tty else line, end=end, file=sys.stderr, flush=True)
+
+    def rate(self, step: int) -> float:
+        if self.t0 is None or step == self.done0:
+            return float("nan")
+        return (step - self.done0) * self.n_runs / (time.perf_counter() - self.t0)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _mesh() -> Mesh:
+    return Mesh(np.array(jax.local_devices()), ("runs",))
+
+
+_COMPILED: dict = {}
+
+
+def _compiled(prog: train.Program, K: int):
+    key = (id(prog), K)
+    if key not in _COMPILED:
+        _COMPILED[key] = (prog, train.make_init(prog), train.make_chunk(prog, K))
+    return _COMPILED[key][1:]
+
+
+def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
+                  on_chunk: Callable | None = None, keep_params: bool = True) -> ProgramResult:
+    """Train every run of one program; return its curves and final parameters."""
+    tr = prog.cfg.train
+    total, every = tr.steps, tr.eval_every
+    K = min(prog.cfg.engine.chunk, total)
+    mesh = _mesh()
+    D = mesh.size
+    L = D * lanes
+    R = len(rows)
+    shard = NamedSharding(mesh, PartitionSpec("runs"))
+    repl = NamedSharding(mesh, PartitionSpec())
+    init_fn, chunk_fn = _compiled(prog, K)
+    data = jax.device_put((jnp.asarray(table.inputs), jnp.asarray(table.targets)), repl)
+
+    # pack runs into groups of L lanes (D waves side by side); pad the last group with copies of its first run
+    groups = []
+    for start in range(0, R, L):
+        idx = list(range(start, min(start + L, R)))
+        padded = idx + [idx[0]] * (L - len(idx))
+        hp = grid_mod.hyper(prog, [rows[i] for i in padded])
+        hp = jax.device_put(hp, shard)
+        state = init_fn(hp)
+        groups.append({"idx": np.array(idx), "n": len(idx), "hp": hp, "state": state})
+
+    steps_e = eval_steps(total, every)
+    E = len(steps_e)
+    keys = train.eval_keys(prog)
+    evals = {k: np.full((R, E), np.nan, np.float32) for k in keys}
+    step_loss = np.full((R, total), np.nan, np.float32)
+    step_acc = np.full((R, total), np.nan, np.float32)
+    bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
+    eval_pos = {int(s) - 1: j for j, s in enumerate(steps_e)}  # 0-based update index -> eval column
+
+    for step0 in range(0, total, K):
+        outs = []
+        for g in groups:  # dispatch every group before waiting on any
+            g["state"], out = chunk_fn(g["state"], g["hp"], data, np.int32(step0), np.int32(every), np.int32(total))
+            outs.append(out)
+        n_here = min(K, total - step0)
+        for g, (loss, acc, ev) in zip(groups, outs):
+            n, idx = g["n"], g["idx"]
+            step_loss[idx, step0:step0 + n_here] = np.asarray(loss)[:n_here, :n].T
+            step_acc[idx, step0:step0 + n_here] = np.asarray(acc)[:n_here, :n].T
+            rows_here = [i for i in range(n_here) if step0 + i in eval_pos]
+            if rows_here:
+                cols = [eval_pos[step0 + i] for i in rows_here]
+                for k in keys:
+                    vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n]
+                    evals[k][np.ix_(idx, cols)] = vals.T
+        bar.update(step0 + n_here)
+        if on_chunk is not None:
+            on_chunk(step0 + n_here)
+
+    # train loss/acc at an eval = mean over the updates since the previous eval (the template's definition)
+    metrics = {"train_loss": np.full((R, E), np.nan, np.float32), "train_acc": np.full((R, E), np.nan, np.float32)}
+    prev = 0
+    for j, s in enumerate(steps_e):
+        metrics["train_loss"][:, j] = step_loss[:, prev:s].mean(axis=1)
+        metrics["train_acc"][:, j] = step_acc[:, prev:s].mean(axis=1)
+        prev = s
+    metrics.update(evals)
+
+    diverged = np.full(R, -1, np.int32)
+    final_params = None
+    parts = []
+    for g in groups:
+        state = jax.device_get(g["state"])
+        diverged[g["idx"]] = np.asarray(state.diverged_step)[: g["n"]]
+        if keep_params:
+            parts.append(jax.tree.map(lambda x, n=g["n"]: np.asarray(x)[:n], state.params))
+    if keep_params:
+        final_params = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+    # a diverged run's curves end at its divergence: later values describe frozen parameters, so drop them
+    for r in np.nonzero(diverged >= 0)[0]:
+        d = diverged[r]
+        step_loss[r, d:] = np.nan
+        step_acc[r, d:] = np.nan
+        for k in metrics:
+            metrics[k][r, steps_e > d] = np.nan
+    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes)
+
+
+def check_lanes(lanes: int) -> None:
+    if lanes < 1:
+        raise ConfigError(f"--wave-size must be at least 1, not {lanes}.")
+
+
+def n_devices() -> int:
+    return jax.local_device_count()
+
+
+def platform() -> str:
+    d = jax.local_devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', '')} x{jax.local_device_count()}"
+

@@ -1,0 +1,103 @@
+"""The grokking decoder: the AI-Scientist template's Transformer as a Flax NNX module.
+
+Token embedding + learned position embedding, ``n_layers`` blocks of causal multi-head self-attention and a
+GELU MLP, final LayerNorm and a linear head applied at the last position only. With the defaults (post-LN,
+width 128, 4 heads, MLP 512) it equals the template's PyTorch model: 422,625 parameters for the mod-97 tasks
+(vocabulary 99, 97 classes) and 428,536 for S5 (vocabulary 122, 120 classes).
+
+Parameter layout (JAX kernels are ``[in, out]``, i.e. the transpose of torch's ``weight``)::
+
+    tok_emb/embedding [V, D]            pos_emb/embedding [P, D]
+    blocks/i/attn/qkv/kernel [D, 3D]     (torch in_proj_weight.T: columns q | k | v, heads contiguous)
+    blocks/i/attn/out/kernel [D, D]      blocks/i/ln1/{scale,bias}   (norm around attention)
+    blocks/i/mlp_in/kernel [D, F]        blocks/i/mlp_out/kernel [F, D]   blocks/i/ln2/{scale,bias}
+    final_ln/{scale,bias}                head/kernel [D, n_out]
+
+The module's own initialisers are never used: :mod:`jgrok.init` fills the parameters (PyTorch's defaults or
+another scheme), so the model only defines structure and the forward pass. It knows nothing about runs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+LN_EPS = 1e-5  # torch.nn.LayerNorm default
+
+
+def _act(name: str):
+    return {"gelu": lambda x: jax.nn.gelu(x, approximate=False), "relu": jax.nn.relu}[name]
+
+
+class Attention(nnx.Module):
+    def __init__(self, d: int, n_heads: int, causal: bool, bias: bool, rngs: nnx.Rngs):
+        self.n_heads, self.causal = n_heads, causal
+        self.qkv = nnx.Linear(d, 3 * d, use_bias=bias, rngs=rngs)
+        self.out = nnx.Linear(d, d, use_bias=bias, rngs=rngs)
+
+    def __call__(self, x_BxTxD):
+        B, T, D = x_BxTxD.shape
+        H = self.n_heads
+        q, k, v = jnp.split(self.qkv(x_BxTxD), 3, axis=-1)
+        q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (t.reshape(B, T, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v))
+        scores_BxHxTxT = (q_BxHxTxK * (D // H) ** -0.5) @ k_BxHxTxK.swapaxes(-1, -2)
+        if self.causal:
+            mask_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
+            scores_BxHxTxT = jnp.where(mask_TxT, scores_BxHxTxT, -jnp.inf)
+        attn = jax.nn.softmax(scores_BxHxTxT, axis=-1)
+        y_BxTxD = (attn @ v_BxHxTxK).transpose(0, 2, 1, 3).reshape(B, T, D)
+        return self.out(y_BxTxD)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg, rngs: nnx.Rngs):
+        d, f = cfg.d_model, cfg.d_model * cfg.mlp_ratio
+        self.norm, self.act = cfg.norm, _act(cfg.activation)
+        self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias, rngs)
+        self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias, rngs=rngs)
+        self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias, rngs=rngs)
+        if cfg.norm != "none":
+            self.ln1 = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs)
+            self.ln2 = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs)
+
+    def mlp(self, x):
+        return self.mlp_out(self.act(self.mlp_in(x)))
+
+    def __call__(self, x):
+        if self.norm == "post":  # the template: x = LN(x + f(x))
+            x = self.ln1(x + self.attn(x))
+            return self.ln2(x + self.mlp(x))
+        if self.norm == "pre":
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Transformer(nnx.Module):
+    def __init__(self, cfg, n_vocab: int, n_out: int, rngs: nnx.Rngs):
+        d = cfg.d_model
+        self.tok_emb = nnx.Embed(n_vocab, d, rngs=rngs)
+        self.pos_emb = nnx.Embed(cfg.n_positions, d, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.final_ln = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs) if cfg.final_ln else None
+        self.head = nnx.Linear(d, n_out, use_bias=cfg.bias, rngs=rngs)
+
+    def __call__(self, tokens_BxT):
+        """Logits at the last position, ``[B, n_out]``."""
+        T = tokens_BxT.shape[-1]
+        x_BxTxD = self.tok_emb(tokens_BxT) + self.pos_emb(jnp.arange(T))
+        for block in self.blocks:
+            x_BxTxD = block(x_BxTxD)
+        x_BxD = x_BxTxD[:, -1]
+        if self.final_ln is not None:
+            x_BxD = self.final_ln(x_BxD)
+        return self.head(x_BxD)
+
+
+def abstract(cfg, n_vocab: int, n_out: int):
+    """(graphdef, shapes) without allocating: shapes is a dict pytree of jax.ShapeDtypeStruct."""
+    model = nnx.eval_shape(lambda: Transformer(cfg, n_vocab, n_out, nnx.Rngs(0)))
+    graphdef, state = nnx.split(model, nnx.Param)
+    return graphdef, nnx.to_pure_dict(state)

@@ -1,0 +1,141 @@
+"""Algorithmic tasks: binary operations on Z_p and on the permutation group S_n.
+
+Every task is the table of a binary operation ``a o b = c`` written as a 4-token sequence, exactly as the
+AI-Scientist grokking template writes it:
+
+- vocabulary ``["o", "="] + elements``; token of element i is ``i + 2``, so ``"o"`` is 0 and ``"="`` is 1;
+- input ``[a, "o", b, "="]``; label = index of c among the elements (p classes mod p, n! for permutations);
+- pair index ``i`` stands for ``a = elems1[i // len(elems2)]``, ``b = elems2[i % len(elems2)]``;
+- the split seed shuffles the pair indices; the first ``floor(N * fraction)`` are the training pairs.
+
+Elements are ``0 .. p-1`` for the modular tasks and the permutations of ``range(n)`` in lexicographic order for
+the group tasks (the template uses the order of a Python ``set``, which is not defined; we fix it).
+Permutations compose as functions: ``(a * b)[i] = a[b[i]]``.
+
+Tables are built once with NumPy; nothing here runs at train time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Callable
+
+import numpy as np
+
+from jgrok.errors import ConfigError
+
+# name -> (formula for the docs, b range, function of (a, b, p) on int64 arrays, needs prime p)
+# "b range": "all" is [0, p), "nonzero" is [1, p).
+_MOD_OPS: dict[str, tuple[str, str, Callable, bool]] = {
+    "x_plus_y": ("(x + y) mod p", "all", lambda a, b, p: a + b, False),
+    "x_minus_y": ("(x - y) mod p", "all", lambda a, b, p: a - b, False),
+    "x_div_y": ("x * y^(p-2) mod p  (x / y)", "nonzero", lambda a, b, p: a * _inverse(b, p), True),
+    "x_times_y": ("x * y mod p", "nonzero", lambda a, b, p: a * b, False),
+    "x2_plus_y": ("x^2 + y mod p", "all", lambda a, b, p: a * a + b, False),
+    "x3_plus_y": ("x^3 + y mod p", "all", lambda a, b, p: a * a % p * a + b, False),
+    "x2_plus_y2": ("x^2 + y^2 mod p", "all", lambda a, b, p: a * a + b * b, False),
+    "x2_plus_xy_plus_y2": ("x^2 + xy + y^2 mod p", "all", lambda a, b, p: a * a + a * b + b * b, False),
+    "x2_plus_xy_plus_y2_plus_x": (
+        "x^2 + xy + y^2 + x mod p", "all", lambda a, b, p: a * a + a * b + b * b + a, False),
+    "x3_plus_xy": ("x^3 + xy mod p", "all", lambda a, b, p: a * a % p * a + a * b, False),
+    "x3_plus_xy2_plus_y": (
+        "x^3 + x y^2 + y mod p", "all", lambda a, b, p: a * a % p * a + a * (b * b % p) + b, False),
+    "x_div_y_if_y_odd_else_x_minus_y": (
+        "x / y mod p if y is odd, else x - y mod p", "all",
+        lambda a, b, p: np.where(b % 2 == 1, a * _inverse(b, p), a - b), True),
+    "x_plus_y_if_x_even_else_x_times_y": (
+        "x + y mod p if x is even, else x * y mod p", "all", lambda a, b, p: np.where(a % 2 == 0, a + b, a * b), False),
+    "x_plus_y_if_x_even_else_x_minus_y": (
+        "x + y mod p if x is even, else x - y mod p", "all", lambda a, b, p: np.where(a % 2 == 0, a + b, a - b), False),
+}
+
+_PERM_OPS: dict[str, tuple[str, Callable]] = {
+    "permutation": ("x * y (composition in S_n)", lambda a, b, inv: _compose(a, b)),
+    "perm_xyx_inv": ("x * y * x^-1 (conjugation in S_n)", lambda a, b, inv: _compose(_compose(a, b), inv(a))),
+    "perm_xyx": ("x * y * x in S_n", lambda a, b, inv: _compose(_compose(a, b), a)),
+}
+
+OPERATIONS: dict[str, str] = {**{k: v[0] for k, v in _MOD_OPS.items()}, **{k: v[0] for k, v in _PERM_OPS.items()}}
+
+
+def _inverse(b: np.ndarray, p: int) -> np.ndarray:
+    """Multiplicative inverse b^(p-2) mod p (Fermat), elementwise; 0 maps to 0."""
+    return np.array([pow(int(x), p - 2, p) for x in np.ravel(b)], dtype=np.int64).reshape(np.shape(b))
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows of a and b are permutations; (a * b)[i] = a[b[i]]."""
+    return np.take_along_axis(a, b, axis=-1)
+
+
+def is_prime(p: int) -> bool:
+    return p >= 2 and all(p % d for d in range(2, math.isqrt(p) + 1))
+
+
+def check_task(name: str, cfg) -> None:
+    """Raise ConfigError if task ``name`` cannot be built with the task settings ``cfg``."""
+    if name in _MOD_OPS:
+        if cfg.p < 2:
+            raise ConfigError(f"task.p must be at least 2, not {cfg.p}.")
+        if cfg.p > 2000:
+            raise ConfigError(f"task.p = {cfg.p} makes a table of {cfg.p ** 2} pairs; use p <= 2000.")
+        if _MOD_OPS[name][3] and not is_prime(cfg.p):
+            raise ConfigError(f"Task '{name}' divides mod p, so task.p must be prime; {cfg.p} is not.")
+    elif name in _PERM_OPS:
+        if not 2 <= cfg.perm_n <= 6:
+            raise ConfigError(f"task.perm_n must be between 2 and 6, not {cfg.perm_n}.")
+    else:
+        raise ConfigError(f"Unknown task '{name}'; known tasks: {', '.join(OPERATIONS)}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """All pairs of one operation. ``inputs[N, 4]`` int32 tokens, ``targets[N]`` int32 labels."""
+
+    name: str
+    inputs: np.ndarray
+    targets: np.ndarray
+    n_vocab: int
+    n_out: int
+    n_train: int  # floor(N * fraction)
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.targets)
+
+
+def build(name: str, cfg) -> Table:
+    """Build the full table of task ``name`` (cfg: jgrok.config.TaskConfig)."""
+    check_task(name, cfg)
+    if name in _MOD_OPS:
+        _, b_range, fn, _ = _MOD_OPS[name]
+        p = cfg.p
+        elems1 = np.arange(p, dtype=np.int64)
+        elems2 = np.arange(1 if b_range == "nonzero" else 0, p, dtype=np.int64)
+        a = np.repeat(elems1, len(elems2))
+        b = np.tile(elems2, len(elems1))
+        labels = np.mod(fn(a, b, p), p)
+        ia, ib, n_elems = a, b, p
+    else:
+        _, fn = _PERM_OPS[name]
+        perms = np.array(sorted(itertools.permutations(range(cfg.perm_n))), dtype=np.int64)
+        n_elems = len(perms)
+        index = {tuple(q): i for i, q in enumerate(perms)}
+        ia = np.repeat(np.arange(n_elems), n_elems)
+        ib = np.tile(np.arange(n_elems), n_elems)
+        inv = lambda x: np.argsort(x, axis=-1)  # noqa: E731  (inverse permutation)
+        out = fn(perms[ia], perms[ib], inv)
+        labels = np.array([index[tuple(r)] for r in out], dtype=np.int64)
+    n = len(labels)
+    inputs = np.stack([ia + 2, np.zeros(n, np.int64), ib + 2, np.ones(n, np.int64)], axis=1)
+    return Table(
+        name=name,
+        inputs=inputs.astype(np.int32),
+        targets=labels.astype(np.int32),
+        n_vocab=n_elems + 2,
+        n_out=n_elems,
+        n_train=int(math.floor(n * cfg.fraction)),
+    )
+

@@ -1,0 +1,268 @@
+"""Training as pure functions: where the "many runs" idea lives.
+
+A *program* is everything static about a group of runs (task table, model, optimiser kind, sampling, the
+schemes and filters the scan uses). Everything that differs between runs is a per-run array in ``Hyper``, and
+the state of a run is a ``RunState``. The functions here work on one run; :func:`make_chunk` vmaps them over a
+wave of W lanes and scans K updates, evaluating in between, as one jitted program.
+
+Randomness, split by purpose so that nothing consumes another purpose's keys (evaluation uses none):
+  init   ``fold_in(fold_in(key(seed_g), 0), leaf)``   per tensor, see jgrok.init
+  split  ``fold_in(key(split_seed), 1)``             permutation of all pairs; first n_train are training pairs
+  order  ``fold_in(fold_in(key(order_seed), 2), s)`` the batch of update s (or of epoch s, for shuffled epochs)
+
+Definitions of what a chunk reports, per lane:
+  loss, acc        cross-entropy and accuracy of the training batch at each update, before the update
+  val_loss/acc     mean over the full validation split, after the update, at eval steps
+  train_full_*     the same on the full training split (``train.eval_train``)
+  weight_norm      global L2 norm of all parameters; ``norm/<group>`` the L2 norm of one layer group
+A run whose loss or parameters become non-finite is *diverged*: from that update on its state is frozen (the
+non-finite update is not applied) and ``diverged_step`` holds the 0-based index of that update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jgrok import init as init_mod
+from jgrok import optim
+from jgrok.models import transformer
+
+PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
+EVAL_KEYS = ("val_loss", "val_acc", "weight_norm")
+PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}
+
+
+class Hyper(NamedTuple):
+    """Per-run values (each a scalar for one run; a [W] array for a wave)."""
+
+    lr: Any
+    wd: Any
+    init_scale: Any
+    filter_kind: Any  # index into Program.filters
+    filter_alpha: Any
+    filter_lambda: Any
+    filter_window: Any
+    split_seed: Any
+    order_seed: Any
+    seed_G: Any  # [G] model seed of each layer group
+    scheme_G: Any  # [G] index into Program.schemes per layer group
+
+
+class RunState(NamedTuple):
+    params: Any
+    opt_state: Any
+    perm: Any  # int32[N]: the run's shuffled pair indices
+    init_norm: Any  # global norm at init (constant-norm training)
+    alive: Any  # bool: still updating
+    diverged_step: Any  # int32, -1 if never
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The static part of a group of runs."""
+
+    cfg: Any  # jgrok.config.Config with this group's static values (task, optimizer) filled in
+    n_vocab: int
+    n_out: int
+    n_pairs: int
+    n_train: int
+    schemes: tuple[str, ...]
+    filters: tuple[str, ...]
+    window_max: int
+
+    @property
+    def groups(self) -> list[str]:
+        return init_mod.groups(_model(self)[1])
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(_model(self)[1])))
+
+
+def apply(prog: Program, params, tokens_BxT):
+    graphdef, _ = _model(prog)
+    if prog.cfg.train.precision == "bf16":
+        params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    logits = nnx.merge(graphdef, params)(tokens_BxT)
+    return logits.astype(jnp.float32)
+
+
+_MODEL_CACHE: dict = {}
+
+
+def _model(prog: Program):
+    key = (prog.cfg.model, prog.n_vocab, prog.n_out)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE[key] = transformer.abstract(*key)
+    return _MODEL_CACHE[key]
+
+
+def _xent(logits_BxV, y_B, w_B):
+    """Weighted mean cross-entropy and accuracy."""
+    logp = jax.nn.log_softmax(logits_BxV)
+    nll = -jnp.take_along_axis(logp, y_B[:, None], axis=-1)[:, 0]
+    correct = (jnp.argmax(logits_BxV, axis=-1) == y_B).astype(jnp.float32)
+    total = jnp.sum(w_B)
+    return jnp.sum(nll * w_B) / total, jnp.sum(correct * w_B) / total
+
+
+def global_norm(params):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params)))
+
+
+def group_norms(prog: Program, params) -> dict:
+    by_group: dict[str, Any] = {}
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    groups = init_mod.leaf_groups(_model(prog)[1])
+    for path, p in flat:
+        g = groups[init_mod.path_str(path)]
+        by_group[g] = by_group.get(g, 0.0) + jnp.sum(jnp.square(p))
+    return {f"norm/{g}": jnp.sqrt(by_group[g]) for g in prog.groups}
+
+
+def init_run(prog: Program, hp: Hyper) -> RunState:
+    _, shapes = _model(prog)
+    params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
+    tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
+    split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
+    perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
+    return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32))
+
+
+def _batch(prog: Program, perm, order_seed, step):
+    """Example indices and weights of the training batch of update ``step``."""
+    tr = prog.cfg.train
+    n_train, B = prog.n_train, tr.batch_size
+    key = jax.random.fold_in(jax.random.key(order_seed), PURPOSE_ORDER)
+    if tr.sampling == "full":
+        return perm[:n_train], jnp.ones(n_train, jnp.float32)
+    if tr.sampling == "replacement":  # the template: each example drawn uniformly from the training pairs
+        pos = jax.random.randint(jax.random.fold_in(key, step), (B,), 0, n_train)
+        return perm[pos], jnp.ones(B, jnp.float32)
+    # shuffled epochs of ceil(n_train / B) batches; the last batch of an epoch is the remainder (weights 0 pad it)
+    per_epoch = -(-n_train // B)
+    epoch, j = step // per_epoch, step % per_epoch
+    order = jax.random.permutation(jax.random.fold_in(key, epoch), n_train)
+    pos = j * B + jnp.arange(B)
+    valid = pos < n_train
+    return perm[order[jnp.minimum(pos, n_train - 1)]], valid.astype(jnp.float32)
+
+
+def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
+    """One update of one run. ``step`` is the 0-based update index (the same for every lane)."""
+    inputs, targets = data
+    idx, w = _batch(prog, state.perm, hp.order_seed, step)
+    x, y = inputs[idx], targets[idx]
+
+    def loss_fn(params):
+        loss, acc = _xent(apply(prog, params, x), y, w)
+        return loss, acc
+
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    if prog.cfg.optim.constant_norm:  # Omnigrok: back onto the sphere of the initial norm
+        params = jax.tree.map(lambda p: p * (state.init_norm / global_norm(params)), params)
+    finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+    apply_update = state.alive & finite
+    new = state._replace(params=params, opt_state=opt_state)
+    new = jax.tree.map(lambda n, o: jnp.where(apply_update, n, o), new, state)
+    diverged_step = jnp.where(state.alive & ~finite, step, state.diverged_step).astype(jnp.int32)
+    new = new._replace(alive=apply_update, diverged_step=diverged_step)
+    return new, (loss, acc)
+
+
+def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
+    """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch."""
+    inputs, targets = data
+    size = min(prog.cfg.train.eval_batch, count)
+    n_slices = -(-count // size)
+    pos = start + jnp.arange(n_slices * size)
+    w = (pos < start + count).astype(jnp.float32).reshape(n_slices, size)
+    idx = perm[jnp.minimum(pos, start + count - 1)].reshape(n_slices, size)
+
+    def body(carry, xs):
+        i, wi = xs
+        logits = apply(prog, params, inputs[i])
+        logp = jax.nn.log_softmax(logits)
+        nll = -jnp.take_along_axis(logp, targets[i][:, None], axis=-1)[:, 0]
+        correct = (jnp.argmax(logits, -1) == targets[i]).astype(jnp.float32)
+        return (carry[0] + jnp.sum(nll * wi), carry[1] + jnp.sum(correct * wi)), None
+
+    (nll, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
+    return nll / count, correct / count
+
+
+def evaluate(prog: Program, data, state: RunState) -> dict:
+    """Metrics of one run's current parameters; uses no randomness."""
+    n_val = prog.n_pairs - prog.n_train
+    out = {}
+    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data)
+    if prog.cfg.train.eval_train:
+        out["train_full_loss"], out["train_full_acc"] = _split_metrics(
+            prog, state.params, state.perm, 0, prog.n_train, data)
+    out["weight_norm"] = global_norm(state.params)
+    out.update(group_norms(prog, state.params))
+    return out
+
+
+def eval_keys(prog: Program) -> list[str]:
+    keys = ["val_loss", "val_acc"]
+    if prog.cfg.train.eval_train:
+        keys += ["train_full_loss", "train_full_acc"]
+    return keys + ["weight_norm"] + [f"norm/{g}" for g in prog.groups]
+
+
+def make_init(prog: Program):
+    """jit(vmap(init_run)) over a wave."""
+    return jax.jit(jax.vmap(lambda hp: init_run(prog, hp)))
+
+
+def make_chunk(prog: Program, K: int):
+    """The compiled unit of work: K updates of a wave, evaluating after every update whose 1-based index is a
+    multiple of ``eval_every`` and after the last update of the budget.
+
+    ``chunk(state_W, hp_W, data, step0, eval_every, total)`` returns the new state and per-update outputs
+    ``loss[K, W]``, ``acc[K, W]`` and ``evals[name][K, W]`` (NaN where no evaluation happened). ``step0`` (first
+    update index), ``eval_every`` and ``total`` (the step budget: updates at or past it are skipped) are traced,
+    unbatched scalars, so neither the evaluation cadence nor the budget changes the compiled training program:
+    a run's trained parameters are the same whatever ``eval_every`` is.
+    """
+    keys = eval_keys(prog)
+    precision = PRECISION[prog.cfg.train.precision]
+
+    def chunk(state, hp, data, step0, eval_every, total):
+        with jax.default_matmul_precision(precision):
+            W = state.alive.shape[0]
+            nan = jnp.full((W,), jnp.nan, jnp.float32)
+
+            def step_fn(state, i):
+                step = step0 + i
+                in_budget = step < total
+
+                def do_train(s):
+                    return jax.vmap(lambda si, hi: train_step(prog, data, si, hi, step))(s, hp)
+
+                def skip(s):
+                    return s, (nan, nan)
+
+                state, (loss, acc) = jax.lax.cond(in_budget, do_train, skip, state)
+                do_eval = in_budget & (((step + 1) % eval_every == 0) | (step + 1 == total))
+
+                def run_eval(s):
+                    ev = jax.vmap(lambda si: evaluate(prog, data, si))(s)
+                    return {k: ev[k].astype(jnp.float32) for k in keys}
+
+                evals = jax.lax.cond(do_eval, run_eval, lambda s: {k: nan for k in keys}, state)
+                return state, (loss, acc, evals)
+
+            return jax.lax.scan(step_fn, state, jnp.arange(K))
+
+    return jax.jit(chunk, donate_argnums=(0,))
