@@ -131,10 +131,14 @@ _COMPILED: dict = {}
 
 
 def _compiled(prog: train.Program, K: int):
-    key = (id(prog), K)
+    """jit-compiled init and chunk functions, shared by every program with the same static content."""
+    c = prog.cfg
+    traced = dataclasses.replace(c.train, steps=0, eval_every=0)  # both are traced arguments of the chunk
+    key = (c.task, c.model, c.optim, c.init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
+           prog.schemes, prog.filters, prog.window_max, K)
     if key not in _COMPILED:
-        _COMPILED[key] = (prog, train.make_init(prog), train.make_chunk(prog, K))
-    return _COMPILED[key][1:]
+        _COMPILED[key] = (train.make_init(prog), train.make_chunk(prog, K))
+    return _COMPILED[key]
 
 
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,

@@ -168,7 +168,10 @@ def _main(argv) -> int:
         rows = [r for r in rows if r["run"] in keep]
     progs = grid.programs(cfg, rows)
     n_dev = engine.n_devices()
-    lanes = {id(p): cfg.engine.wave_size or engine.choose_wave_size(p, len(m), n_dev) for p, _, m in progs}
+    # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
+    # reproduces any of its runs
+    W = cfg.engine.wave_size or min(engine.choose_wave_size(p, len(m), n_dev) for p, _, m in progs)
+    lanes = {id(p): W for p, _, _ in progs}
 
     if args.dry_run:
         print(config_mod.dump(cfg), end="")
@@ -184,11 +187,9 @@ def _main(argv) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
     prepare_out(out, args.overwrite)
-    W_all = sorted(set(lanes.values()))
-    record = {"lanes": W_all[0] if len(W_all) == 1 else W_all}
-    if cfg.engine.wave_size == 0 and len(W_all) == 1:
-        cfg = config_mod.set_path(cfg, "engine.wave_size", str(W_all[0]))
-    cfg_text = config_mod.dump(cfg, record)
+    if cfg.engine.wave_size == 0:
+        cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
+    cfg_text = config_mod.dump(cfg, {"lanes": W})
     (out / "config.yaml").write_text(cfg_text)
 
     t0 = time.perf_counter()

@@ -1,0 +1,43 @@
+"""The definitions of the summary numbers, on hand-made curves."""
+
+import numpy as np
+
+from jgrok.io import results
+
+STEPS = np.array([10, 20, 30, 40])
+
+
+def test_first_step_above_threshold():
+    curves = np.array([
+        [0.5, 0.995, 1.0, 1.0],  # crosses at 20
+        [0.5, 0.99, 0.99, 0.99],  # never strictly above 0.99: the budget
+        [1.0, 1.0, 1.0, 1.0],  # at the first eval
+        [0.2, 0.999, np.nan, np.nan],  # crossed before it diverged
+    ])
+    steps, reached = results.first_step_above(curves, STEPS, budget=40)
+    assert list(steps) == [20, 40, 10, 20]
+    assert list(reached) == [True, False, True, True]
+
+
+def test_summary_rows_and_grokking_delay():
+    rows = [{"run": i, "task": "x_plus_y", "seed": i, "split_seed": i, "order_seed": i, "lr": 1e-3, "wd": 0.5,
+             "init": "default", "init_scale": 1.0, "optimizer": "adamw", "filter": "none", "filter_alpha": 0.98,
+             "filter_lambda": 2.0, "filter_window": 100} for i in range(2)]
+    m = {
+        "train_acc": np.array([[0.5, 1.0, 1.0, 1.0], [0.2, 0.3, 0.4, 0.5]]),
+        "val_acc": np.array([[0.1, 0.2, 0.995, 1.0], [0.0, 0.0, np.nan, np.nan]]),
+        "train_loss": np.array([[2.0, 0.1, 0.01, 0.01], [3.0, 2.5, np.nan, np.nan]]),
+        "val_loss": np.array([[3.0, 2.0, 0.1, 0.05], [4.0, 4.0, np.nan, np.nan]]),
+        "weight_norm": np.array([[30, 29, 28, 27.0], [30, 31, np.nan, np.nan]]),
+    }
+    s = results.summarize(rows, m, STEPS, 40, 8, np.array([-1, 23]))
+    assert s[0]["step_train_acc_99"] == 20 and s[0]["step_val_acc_99"] == 30 and s[0]["grok_delay"] == 10
+    assert s[0]["final_val_acc"] == 1.0 and s[0]["final_weight_norm"] == 27.0 and s[0]["diverged_step"] == ""
+    # the diverged run: finals are its last finite evaluation, steps are the budget
+    assert s[1]["step_val_acc_99"] == 40 and s[1]["reached_val_99"] == 0 and s[1]["diverged_step"] == 23
+    assert s[1]["final_val_loss"] == 4.0 and s[1]["final_weight_norm"] == 31.0
+    info = results.final_info(s)
+    assert list(info) == ["x_plus_y"]
+    assert info["x_plus_y"]["final_info_dict"]["step_val_acc_99"] == [30, 40]
+    assert info["x_plus_y"]["means"]["step_val_acc_99_mean"] == 35
+    assert info["x_plus_y"]["stderrs"]["step_val_acc_99_stderr"] == 5 / 2  # population std / n
