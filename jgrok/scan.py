@@ -196,10 +196,14 @@ def _main(argv) -> int:
     done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet) for p, t, m in progs]
     wall = time.perf_counter() - t0
     results.save_scan(out, cfg_text, done)
+    from jgrok import plots
+
+    plots.make_plots(out)
     summary = results.read_summary(out / "summary.csv")
     n_steps = sum(len(d.rows) for d in done) * cfg.train.steps
     print(f"\n{len(rows)} runs x {cfg.train.steps} updates in {wall:.1f} s "
-          f"({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}")
+          f"({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
+          f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     for line in results.distribution_lines(_typed(summary), cfg.train.steps):
         print(line)
     return 0

@@ -1,0 +1,487 @@
+"""Figures of a results folder: ``make_plots(OUT)`` writes OUT/plots/*.png.
+
+Per task (``<task>`` in the file name):
+  train_loss_, val_loss_, train_acc_, val_acc_<task>.png   one line per group: mean over its runs, band = mean
+                                                            +- standard error (x = update step)
+  quantiles_<task>.png     per group: median and 10-90% quantile band of val acc and train acc, a few runs thin
+  steps_hist_<task>.png    per group: histogram of steps to 99% val acc; runs that never got there as one bar
+  steps_ecdf_<task>.png    per group: share of runs with val acc > 0.99 by each step (stays below 1 when some
+                           never got there)
+summary_plot.png           per (task, group): final train / val acc and mean steps to 99% val acc, as bars
+run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis
+
+Definitions (every curve is read at the eval steps of metrics.npz; NaN after a run stopped is skipped):
+  group                the runs of one task that share every varying non-seed axis value (``group_keys``);
+                       seeds are replicates and never split groups
+  mean, s.e.           over the runs of a group with a finite value at that step; s.e. = sample std / sqrt(n)
+  steps to 99% val acc ``step_val_acc_99`` of summary.csv: first eval step with val acc > 0.99; the budget if never
+  final train/val acc  ``final_*_acc`` of summary.csv: the last finite evaluation of the run
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas and never touch pyplot, so making plots
+changes no global backend or state (safe in a notebook or a thread) and never opens a window.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from jgrok.errors import ConfigError
+
+SEED_COLUMNS = ("seed", "split_seed", "order_seed")
+# non-seed axes, in the order they appear in group labels
+GROUP_AXES = ("lr", "wd", "init", "init_scale", "filter", "filter_alpha", "filter_lambda", "filter_window",
+              "optimizer")
+REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
+                    "final_val_acc", "diverged_step")
+CURVES = (("train_loss", "train loss"), ("val_loss", "val loss"), ("train_acc", "train accuracy"),
+          ("val_acc", "val accuracy"))
+THIN_RUNS = 5  # individual runs drawn thin in the quantile figure
+TRAIN_C, VAL_C = "tab:blue", "tab:orange"
+
+
+@dataclass
+class Scan:
+    out: Path
+    cfg: dict
+    rows: list[dict]               # summary.csv, values parsed (int, float, str; None where empty)
+    eval_step_E: np.ndarray        # 1-based update counts of the evaluations
+    curves: dict[str, np.ndarray]  # [R, E] float arrays of metrics.npz, in the order of rows
+    budget: int                    # train.steps (the value of step_val_acc_99 for runs that never got there)
+
+
+def parse_value(v):
+    """A CSV cell as int, float or str; '' -> None. Values that are not strings are returned as they are."""
+    if not isinstance(v, str):
+        return v
+    if v == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
+def parse_rows(rows: list[dict]) -> list[dict]:
+    return [{k: parse_value(v) for k, v in r.items()} for r in rows]
+
+
+def load_scan(out_dir) -> Scan:
+    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml; ConfigError if OUT is no results folder."""
+    out = Path(out_dir)
+    summary, npz = out / "summary.csv", out / "metrics.npz"
+    if not out.is_dir():
+        raise ConfigError(f"Results folder {out} does not exist; pass the --out folder of a finished scan.")
+    if not summary.is_file() or not npz.is_file():
+        raise ConfigError(f"{out} is not a finished jgrok results folder (it has no summary.csv or metrics.npz); "
+                          "pass the --out folder of a finished scan.")
+    with open(summary, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        rows = parse_rows(list(reader))
+    if missing or not rows:
+        raise ConfigError(f"{summary} is not a jgrok summary (missing columns: {', '.join(missing) or 'no rows'}); "
+                          "pass the --out folder of a finished scan.")
+    try:
+        with np.load(npz) as z:
+            run_R, eval_step_E = z["run"], z["eval_step"]
+            curves = {k: np.asarray(z[k]) for k in z.files
+                      if k not in ("run", "eval_step") and not k.startswith("step_")}
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{npz} cannot be read as jgrok metrics ({e}); pass the --out folder of a finished "
+                          "scan.") from None
+    lacking = [k for k in [k for k, _ in CURVES] + ["weight_norm"] if k not in curves]
+    if lacking:
+        raise ConfigError(f"{npz} lacks the curves {', '.join(lacking)}; pass the --out folder of a finished scan.")
+    pos = {int(r): i for i, r in enumerate(run_R)}
+    if any(r["run"] not in pos for r in rows):
+        raise ConfigError(f"summary.csv and metrics.npz in {out} list different runs; rerun the scan.")
+    order = np.array([pos[r["run"]] for r in rows])
+    curves = {k: v[order] for k, v in curves.items()}
+    cfg_path = out / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    budget = (cfg.get("train") or {}).get("steps") or int(eval_step_E[-1])
+    return Scan(out, cfg, rows, np.asarray(eval_step_E), curves, int(budget))
+
+
+def npz_rows(path, key: str, idx) -> np.ndarray:
+    """Rows ``idx`` of one array in an .npz without reading the rest (memory-mapped when stored uncompressed,
+    as np.savez writes it); for step_loss [R, S] of a large scan this reads a few rows instead of gigabytes."""
+    idx = np.asarray(idx, int)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with np.load(path) as z:
+                return z[key][idx]
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            header_len = f.tell()
+    with open(path, "rb") as f:  # the member's data starts after its local file header (30 bytes + name + extra)
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    start = info.header_offset + 30 + name_len + extra_len + header_len
+    arr = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order="F" if fortran else "C")
+    return np.array(arr[idx])
+
+
+def group_keys(rows: list[dict]) -> list[str]:
+    """Axis columns other than task and the seeds whose values differ between rows."""
+    present = rows[0].keys() if rows else ()
+    return [a for a in GROUP_AXES if a in present and len({str(r[a]) for r in rows}) > 1]
+
+
+def group_label(row: dict, keys: list[str]) -> str:
+    """'wd=0.1, init=xavier_uniform'; 'all runs' when nothing varies."""
+    return ", ".join(f"{k}={_fmt(parse_value(row[k]))}" for k in keys) or "all runs"
+
+
+def groups(rows: list[dict], keys: list[str]) -> dict[tuple[str, str], np.ndarray]:
+    """{(task, group label): row indices}, tasks in order of appearance, groups sorted by their axis values."""
+    tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
+    rank = lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))  # noqa: E731
+    out = {}
+    for task in tasks:
+        members = [i for i, r in enumerate(rows) if str(r["task"]) == task]
+        members.sort(key=lambda i: tuple(rank(parse_value(rows[i][k])) for k in keys))
+        for i in members:
+            out.setdefault((task, group_label(rows[i], keys)), []).append(i)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def select_runs(rows: list[dict], extra=None) -> list[int]:
+    """Run ids to draw alone: the fastest, the median and the slowest run by steps to 99% val acc (ties broken by
+    run id; at most 3), then the ``extra`` ids; ConfigError for an id that is not in the scan."""
+    by_speed = sorted(rows, key=lambda r: (r["step_val_acc_99"], r["run"]))
+    picks = [by_speed[i]["run"] for i in dict.fromkeys((0, (len(by_speed) - 1) // 2, len(by_speed) - 1))]
+    ids = {r["run"] for r in rows}
+    for rid in extra or ():
+        if rid not in ids:
+            raise ConfigError(f"Run {rid} is not in this scan (ids {min(ids)}..{max(ids)}); choose another --runs.")
+        picks.append(rid)
+    return list(dict.fromkeys(picks))
+
+
+def make_plots(out_dir, runs_to_show=None) -> list[Path]:
+    """Write every figure of the module docstring into OUT/plots/ and return their paths."""
+    return plot_scan(load_scan(out_dir), runs_to_show)
+
+
+def plot_scan(scan: Scan, runs_to_show=None) -> list[Path]:
+    """``make_plots`` for a scan already loaded with ``load_scan``."""
+    show = select_runs(scan.rows, runs_to_show)
+    plot_dir = scan.out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    keys = group_keys(scan.rows)
+    by_group = groups(scan.rows, keys)
+    paths = []
+    for task in dict.fromkeys(t for t, _ in by_group):
+        g = {label: idx for (t, label), idx in by_group.items() if t == task}
+        for key, title in CURVES:
+            paths.append(_save(_mean_curves(scan, g, key, title, task), plot_dir / f"{key}_{_safe(task)}.png"))
+        paths.append(_save(_quantiles(scan, g, task), plot_dir / f"quantiles_{_safe(task)}.png"))
+        paths.append(_save(_steps_hist(scan, g, task), plot_dir / f"steps_hist_{_safe(task)}.png"))
+        paths.append(_save(_steps_ecdf(scan, g, task), plot_dir / f"steps_ecdf_{_safe(task)}.png"))
+    paths.append(_save(_summary(scan, by_group), plot_dir / "summary_plot.png"))
+    step_loss = _step_loss(scan, show)
+    for rid in show:
+        paths.append(_save(_run(scan, rid, keys, step_loss.get(rid)), plot_dir / f"run_{rid}.png"))
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+def _quiet(fn, *a, **k):
+    """NaN-aware reductions warn on all-NaN columns (steps where every run had stopped); those give NaN."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*a, **k)
+
+
+def mean_se(x_RxE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard error (sample std / sqrt(n), 0 for n = 1) over the finite values of each column."""
+    n_E = np.isfinite(x_RxE).sum(axis=0)
+    mean_E = _quiet(np.nanmean, x_RxE, axis=0)
+    sd_E = _quiet(np.nanstd, x_RxE, axis=0, ddof=1) if len(x_RxE) > 1 else np.zeros_like(mean_E)
+    return mean_E, np.where(n_E > 1, np.nan_to_num(sd_E) / np.sqrt(np.maximum(n_E, 1)), 0.0)
+
+
+def column(rows, idx, key) -> np.ndarray:
+    """One summary column over the rows idx as floats (None -> NaN)."""
+    return np.array([np.nan if rows[i][key] is None else float(rows[i][key]) for i in idx])
+
+
+# ------------------------------------------------------------------------------------------------------- figures
+
+def _figure(w, h) -> Figure:
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _colors(n):
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"]
+    return [cmap(i) if n <= 20 else cmap(i / max(n - 1, 1)) for i in range(n)]
+
+
+def _step_axis(ax, budget):
+    """At most ~6 ticks on an update-step axis, written as 10k, 20k, ... for long budgets."""
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    if budget >= 10_000:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
+
+
+def _legend(ax, n):
+    """Inside the axes for a few entries, outside on the right for many."""
+    if n <= 4:
+        ax.legend(fontsize="small", framealpha=0.8)
+    else:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+
+
+def _mean_curves(scan, g, key, title, task) -> Figure:
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    x = scan.eval_step_E
+    for color, (label, idx) in zip(_colors(len(g)), g.items()):
+        mean, se = mean_se(scan.curves[key][idx])
+        lo, hi = mean - se, mean + se
+        if key.endswith("loss"):
+            lo = np.maximum(lo, mean / 10)  # keep the band drawable on a log axis
+        ax.plot(x, mean, color=color, lw=1.5, label=f"{label} (n={len(idx)})")
+        ax.fill_between(x, lo, hi, color=color, alpha=0.25, lw=0)
+    if key.endswith("loss"):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(-0.02, 1.02)
+    ax.set(xlabel="update step", ylabel=title, title=f"{title} on {task}: mean ± s.e. over runs")
+    _step_axis(ax, scan.budget)
+    ax.grid(alpha=0.3)
+    _legend(ax, len(g))
+    return fig
+
+
+def _grid_axes(fig_w_per, fig_h_per, n, sharey=True):
+    """n panels in a near-square grid (at most 4 columns); x tick labels on the lowest panel of each column."""
+    cols = min(n, 4, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    fig = _figure(fig_w_per * cols + 0.5, fig_h_per * rows + 0.6)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=sharey, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for ax in axes[max(0, n - cols):n]:
+        ax.xaxis.set_tick_params(labelbottom=True)
+    return fig, axes[:n], cols
+
+
+def _thin_runs(rows, idx) -> list[int]:
+    """Up to THIN_RUNS row indices spread evenly over the group's ranking by steps to 99% val acc."""
+    order = sorted(idx, key=lambda i: (rows[i]["step_val_acc_99"], rows[i]["run"]))
+    picks = np.linspace(0, len(order) - 1, min(THIN_RUNS, len(order))).round().astype(int)
+    return [order[p] for p in dict.fromkeys(picks)]
+
+
+def _quantiles(scan, g, task) -> Figure:
+    fig, axes, cols = _grid_axes(4.2, 3.0, len(g))
+    x = scan.eval_step_E
+    for k, (ax, (label, idx)) in enumerate(zip(axes, g.items())):
+        for key, color, name in (("train_acc", TRAIN_C, "train"), ("val_acc", VAL_C, "val")):
+            q10, q50, q90 = _quiet(np.nanquantile, scan.curves[key][idx], [0.1, 0.5, 0.9], axis=0)
+            ax.fill_between(x, q10, q90, color=color, alpha=0.22, lw=0, label=f"{name} acc 10–90%")
+            ax.plot(x, q50, color=color, lw=1.6, label=f"{name} acc median")
+        for j, i in enumerate(_thin_runs(scan.rows, idx)):
+            ax.plot(x, scan.curves["val_acc"][i], color="0.25", lw=0.6, alpha=0.6,
+                    label="val acc of single runs" if j == 0 else None)
+        reached = int(column(scan.rows, idx, "reached_val_99").sum())
+        ax.set_title(f"{label}\n{len(idx)} runs, {reached} reached 99% val acc", fontsize="small")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        _step_axis(ax, scan.budget)
+        if k % cols == 0:
+            ax.set_ylabel("accuracy")
+        if k >= len(g) - cols:
+            ax.set_xlabel("update step")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")
+    fig.suptitle(f"{task}: accuracy quantiles across runs")
+    return fig
+
+
+def _steps_hist(scan, g, task) -> Figure:
+    fig, axes, cols = _grid_axes(4.2, 2.8, len(g), sharey=False)
+    edges = np.linspace(0, scan.budget, 31)
+    width = edges[1] - edges[0]
+    for k, (ax, (label, idx)) in enumerate(zip(axes, g.items())):
+        steps = column(scan.rows, idx, "step_val_acc_99")
+        reached = column(scan.rows, idx, "reached_val_99") > 0
+        ax.hist(steps[reached], bins=edges, color=VAL_C, alpha=0.85, label="reached 99% val acc")
+        n_never = int((~reached).sum())
+        ax.bar(scan.budget + 1.5 * width, n_never, width=width * 1.6, color="0.55", hatch="//",
+               label="never reached")
+        if n_never:
+            ax.annotate(str(n_never), (scan.budget + 1.5 * width, n_never), ha="center", va="bottom",
+                        fontsize="x-small")
+        ax.axvline(scan.budget, color="0.3", lw=0.8, ls=":")
+        ax.set_title(f"{label} ({len(idx)} runs)", fontsize="small")
+        ax.grid(alpha=0.3)
+        _step_axis(ax, scan.budget)
+        if k % cols == 0:
+            ax.set_ylabel("runs")
+        if k >= len(g) - cols:
+            ax.set_xlabel("steps to 99% val acc (dotted: budget)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+    fig.suptitle(f"{task}: steps to 99% val acc")
+    return fig
+
+
+def _steps_ecdf(scan, g, task) -> Figure:
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    for color, (label, idx) in zip(_colors(len(g)), g.items()):
+        steps = np.sort(column(scan.rows, idx, "step_val_acc_99")[column(scan.rows, idx, "reached_val_99") > 0])
+        share = np.arange(1, len(steps) + 1) / len(idx)
+        xs = np.concatenate([[0], steps, [scan.budget]])
+        ys = np.concatenate([[0], share, [share[-1] if len(share) else 0]])
+        ax.step(xs, ys, where="post", color=color, lw=1.6,
+                label=f"{label} ({len(steps)}/{len(idx)} reached)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, scan.budget)
+    ax.set(xlabel="update step", ylabel="share of runs with val acc > 0.99",
+           title=f"{task}: steps to 99% val acc (ECDF over all runs; stays below 1 if some never reached)")
+    ax.title.set_fontsize("medium")
+    _step_axis(ax, scan.budget)
+    ax.grid(alpha=0.3)
+    _legend(ax, len(g))
+    return fig
+
+
+def _summary(scan, by_group) -> Figure:
+    labels = [f"{t} | {label}" if len({t for t, _ in by_group}) > 1 else label for t, label in by_group]
+    n = len(by_group)
+    fig = _figure(12, 1.4 + 0.32 * n)
+    axes = fig.subplots(1, 3, sharey=True)
+    y = np.arange(n)
+    colors = _colors(n)
+    panels = (("final_train_acc", "final train acc"), ("final_val_acc", "final val acc"),
+              ("step_val_acc_99", "mean steps to 99% val acc\n(budget if never)"))
+    for ax, (key, title) in zip(axes, panels):
+        stats = [mean_se(column(scan.rows, idx, key)[:, None]) for idx in by_group.values()]
+        means = np.array([m[0] for m, _ in stats])
+        ses = np.array([s[0] for _, s in stats])
+        bars = ax.barh(y, means, xerr=ses, color=colors, alpha=0.85, capsize=2)
+        fmt = "{:.0f}" if key == "step_val_acc_99" else "{:.3f}"
+        ax.bar_label(bars, [fmt.format(m) if np.isfinite(m) else "–" for m in means], fontsize="x-small",
+                     padding=4)
+        ax.set_title(title, fontsize="medium")
+        ax.grid(axis="x", alpha=0.3)
+        if key == "step_val_acc_99":
+            ax.axvline(scan.budget, color="0.3", lw=0.8, ls=":")
+            ax.set_xlim(0, scan.budget * 1.15)
+            _step_axis(ax, scan.budget)
+        else:
+            ax.set_xlim(0, 1.2)
+            ax.set_xticks(np.linspace(0, 1, 6))
+    axes[0].set_yticks(y, labels, fontsize="small" if n <= 12 else "x-small")
+    axes[0].invert_yaxis()
+    fig.suptitle("Per group: mean ± s.e. over runs")
+    return fig
+
+
+def _step_loss(scan, show) -> dict[int, np.ndarray]:
+    """Per-update batch loss of the shown runs, {run id: float[S]} (empty when metrics.npz has none)."""
+    path = scan.out / "metrics.npz"
+    with zipfile.ZipFile(path) as zf:
+        if "step_loss.npy" not in zf.namelist():
+            return {}
+    with np.load(path) as z:
+        run_R = z["run"]
+    pos = {int(r): i for i, r in enumerate(run_R)}
+    loss = npz_rows(path, "step_loss", [pos[r] for r in show])
+    return dict(zip(show, loss))
+
+
+def _run(scan, rid, keys, step_loss_S) -> Figure:
+    i = next(j for j, r in enumerate(scan.rows) if r["run"] == rid)
+    row, x = scan.rows[i], scan.eval_step_E
+    fig = _figure(8.5, 8)
+    ax_loss, ax_acc, ax_norm = fig.subplots(3, 1, sharex=True)
+    if step_loss_S is not None:
+        finite = np.flatnonzero(np.isfinite(step_loss_S))
+        n = finite[-1] + 1 if len(finite) else 0  # updates before the run stopped
+        every = max(1, n // 4000)  # at most ~4000 points
+        s = np.arange(1, n + 1)[::every]
+        v = step_loss_S[:n:every]
+        ax_loss.plot(s, np.where(v > 0, v, np.nan), color=TRAIN_C, lw=0.4, alpha=0.3, label="train batch loss")
+    for key, color, name in (("train_loss", TRAIN_C, "train"), ("val_loss", VAL_C, "val")):
+        v = scan.curves[key][i]
+        ax_loss.plot(x, np.where(v > 0, v, np.nan), color=color, lw=1.5, label=f"{name} loss")
+        ax_acc.plot(x, scan.curves[key.replace("loss", "acc")][i], color=color, lw=1.5, label=f"{name} acc")
+    ax_loss.set_yscale("log")
+    ax_acc.axhline(0.99, color="0.4", lw=0.7, ls=":")
+    ax_acc.set_ylim(-0.02, 1.02)
+    ax_norm.plot(x, scan.curves["weight_norm"][i], color="k", lw=1.6, label="all parameters")
+    layers = sorted(k for k in scan.curves if k.startswith("norm/"))
+    for color, k in zip(_colors(len(layers)), layers):
+        ax_norm.plot(x, scan.curves[k][i], color=color, lw=0.9, alpha=0.9, label=k[len("norm/"):])
+    marks = [("step_train_acc_99", "reached_train_99", TRAIN_C, "train acc > 0.99"),
+             ("step_val_acc_99", "reached_val_99", VAL_C, "val acc > 0.99")]
+    for step_key, reached_key, color, name in marks:
+        if row.get(reached_key):
+            for ax in (ax_loss, ax_acc, ax_norm):
+                ax.axvline(row[step_key], color=color, lw=1, ls="--",
+                           label=f"{name} at step {row[step_key]}" if ax is ax_acc else None)
+    if row.get("diverged_step") is not None:
+        for ax in (ax_loss, ax_acc, ax_norm):
+            ax.axvline(row["diverged_step"] + 1, color="tab:red", lw=1.2,
+                       label=f"diverged at update {row['diverged_step'] + 1}" if ax is ax_acc else None)
+    if not np.isfinite(scan.curves["val_acc"][i]).any():
+        ax_acc.text(0.5, 0.5, "no finite evaluation", transform=ax_acc.transAxes, ha="center", color="tab:red")
+    ax_loss.set_ylabel("loss (log)")
+    ax_acc.set_ylabel("accuracy")
+    ax_norm.set_ylabel("L2 norm")
+    ax_norm.set_xlabel("update step")
+    ax_norm.set_xlim(0, scan.budget * 1.01)  # the whole budget, so a run that stopped early shows it
+    _step_axis(ax_norm, scan.budget)
+    for ax, n in ((ax_loss, 3), (ax_acc, 5), (ax_norm, len(layers) + 1)):
+        ax.grid(alpha=0.3)
+        _legend(ax, n)
+    seed_cols = [k for k in SEED_COLUMNS if row.get(k) is not None]
+    same = all(row[k] == row.get("seed") for k in seed_cols)
+    seeds = f"seed {row['seed']}" if same and "seed" in row else ", ".join(f"{k} {row[k]}" for k in seed_cols)
+    label = group_label(row, keys)
+    notes = ([] if row.get("diverged_step") is None else [f"diverged at update {row['diverged_step'] + 1}"]) + \
+        ([] if row.get("reached_val_99") else ["never reached 99% val acc"])
+    status = f" ({'; '.join(notes)})" if notes else ""
+    fig.suptitle(f"run {rid}: {row['task']}, {seeds}" + ("" if label == "all runs" else f"\n{label}") + status)
+    return fig
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)

@@ -1,0 +1,196 @@
+"""``python -m jgrok.report OUT [--runs 3,17]``: rebuild OUT/plots/ and write OUT/report.md.
+
+The report holds the config essentials, then per (task, group) the distribution of steps to 99% val acc, the
+final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
+
+Definitions (per (task, group); a group = the runs that share every varying non-seed axis value):
+  steps to 99% val acc   first eval step with val acc > 0.99 (``step_val_acc_99``); the budget if never
+  n                      runs in the group
+  reached                runs whose val acc crossed 0.99 within the budget, as a share of n, with the 95%
+                         Wilson score interval for that share
+  p10 .. p90, mean, s.e. quantiles (linear interpolation), mean and standard error (sample std / sqrt(k)) of
+                         steps to 99% val acc among the k runs that reached it
+  final acc / loss       mean +- s.e. over the group of the last finite evaluation of each run
+  diverged               runs with a non-empty ``diverged_step`` (0-based index of the first non-finite update)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from jgrok import plots
+from jgrok.errors import ConfigError
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+FASTEST = 5
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval for a share k/n (with n = 0: (0, 1))."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)  # exact at the ends
+
+
+def distribution_stats(summary_rows: list[dict], group_keys: list[str]) -> list[dict]:
+    """One dict per (task, group) with the numbers of the module docstring (NaN where no run reached 99%).
+    Rows may hold strings (as csv.DictReader gives them) or parsed values."""
+    rows = plots.parse_rows(summary_rows)
+    out = []
+    for (task, label), idx in plots.groups(rows, list(group_keys)).items():
+        members = [rows[i] for i in idx]
+        steps = np.array([m["step_val_acc_99"] for m in members if m["reached_val_99"]], float)
+        k, n = len(steps), len(members)
+        q = np.percentile(steps, [10, 25, 50, 75, 90]) if k else np.full(5, np.nan)
+        lo, hi = wilson(k, n)
+        out.append(dict(task=task, group=label, n=n, reached=k, share=k / n, ci_lo=lo, ci_hi=hi,
+                        p10=q[0], p25=q[1], p50=q[2], p75=q[3], p90=q[4],
+                        mean=steps.mean() if k else np.nan,
+                        se=steps.std(ddof=1) / math.sqrt(k) if k > 1 else np.nan,
+                        diverged=sum(m.get("diverged_step") is not None for m in members)))
+    return out
+
+
+def distribution_table(summary_rows: list[dict], group_keys: list[str]) -> str:
+    """Steps to 99% val acc per (task, group) as a Markdown table (readable as plain text too)."""
+    head = ["task", "group", "n", "reached 99% val (95% CI)", "p10", "p25", "median", "p75", "p90",
+            "mean ± s.e.", "diverged"]
+    body = []
+    for s in distribution_stats(summary_rows, group_keys):
+        share = f"{s['reached']}/{s['n']} = {100 * s['share']:.1f}% ({100 * s['ci_lo']:.1f}–{100 * s['ci_hi']:.1f}%)"
+        body.append([s["task"], s["group"], s["n"], share,
+                     *(_int(s[q]) for q in ("p10", "p25", "p50", "p75", "p90")),
+                     _pm(s["mean"], s["se"], "{:.0f}"), s["diverged"]])
+    return _table(head, body)
+
+
+def build_report(out_dir, runs=None) -> Path:
+    """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path."""
+    scan = plots.load_scan(out_dir)
+    paths = plots.plot_scan(scan, runs)
+    rows, keys = scan.rows, plots.group_keys(scan.rows)
+    by_group = plots.groups(rows, keys)
+    cfg, train = scan.cfg, scan.cfg.get("train") or {}
+    tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
+    lanes = cfg.get("lanes", sorted({r["lanes"] for r in rows if r.get("lanes") is not None}))
+    md = [f"# jgrok scan report: {scan.out.name}", "",
+          f"- task{'s' if len(tasks) > 1 else ''}: {', '.join(tasks)}",
+          f"- updates per run (budget): {scan.budget}"
+          + (f", evaluated every {train['eval_every']}" if train.get("eval_every") else "")
+          + (f", batch size {train['batch_size']}" if train.get("batch_size") else ""),
+          f"- lanes W: {lanes[0] if isinstance(lanes, list) and len(lanes) == 1 else lanes}",
+          f"- runs: {len(rows)} in {len(by_group)} group(s)"
+          + (f" by {', '.join(keys)}" if keys else "") + "; seeds are replicates within a group",
+          "", "Steps to 99% val acc = first eval step with val acc > 0.99 (the budget if never). Quantiles, mean "
+          "and s.e. (sample std / sqrt(k)) are over the k runs that reached it; the interval is the 95% Wilson "
+          "interval of the share that reached it.", "",
+          "## Steps to 99% val acc", "", distribution_table(rows, keys), "",
+          "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
+          f"## Fastest runs ({FASTEST} per group, among those that reached 99% val acc)", "",
+          _fastest(rows, by_group), ""]
+    diverged = [r for r in rows if r["diverged_step"] is not None]
+    if diverged:
+        md += [f"## Diverged runs ({len(diverged)})", "", _diverged(diverged, keys), ""]
+    md += ["## Plots", ""]
+    for p in paths:
+        md += [f"![{p.stem}](plots/{p.name})", ""]
+    path = scan.out / "report.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _finals(rows, by_group) -> str:
+    head = ["task", "group", "n", "train acc", "val acc", "train loss", "val loss", "weight norm"]
+    body = []
+    for (task, label), idx in by_group.items():
+        cells = []
+        for key, fmt in (("final_train_acc", "{:.3f}"), ("final_val_acc", "{:.3f}"), ("final_train_loss", "{:.3g}"),
+                         ("final_val_loss", "{:.3g}"), ("final_weight_norm", "{:.3g}")):
+            if key not in rows[0]:
+                cells.append("–")
+                continue
+            v = plots.column(rows, idx, key)[:, None]
+            mean, se = plots.mean_se(v)
+            cells.append(_pm(mean[0], se[0] if np.isfinite(v).sum() > 1 else np.nan, fmt))
+        body.append([task, label, len(idx), *cells])
+    return _table(head, body)
+
+
+def _fastest(rows, by_group) -> str:
+    seeds = [c for c in plots.SEED_COLUMNS if c in rows[0] and (c == "seed" or any(r[c] != r["seed"] for r in rows))]
+    head = ["task", "group", "run", *seeds, "steps to 99% val", "steps to 99% train", "grok delay", "final val acc"]
+    body = []
+    for (task, label), idx in by_group.items():
+        done = sorted((rows[i] for i in idx if rows[i]["reached_val_99"]),
+                      key=lambda r: (r["step_val_acc_99"], r["run"]))
+        for r in done[:FASTEST]:
+            trained = bool(r.get("reached_train_99"))  # grok delay is only meaningful when train acc got there
+            body.append([task, label, r["run"], *(r[s] for s in seeds), r["step_val_acc_99"],
+                         r["step_train_acc_99"] if trained else "never", r.get("grok_delay", "–") if trained else "–",
+                         _num(r["final_val_acc"], "{:.3f}")])
+    return _table(head, body) if body else "No run reached 99% val acc."
+
+
+def _diverged(diverged, keys) -> str:
+    head = ["run", "task", "group", "seed", "diverged at update", "final train loss", "final val acc"]
+    body = [[r["run"], r["task"], plots.group_label(r, keys), r.get("seed", "–"), r["diverged_step"] + 1,
+             _num(r.get("final_train_loss"), "{:.3g}"), _num(r["final_val_acc"], "{:.3f}")] for r in diverged]
+    return _table(head, body)
+
+
+def _table(head, body) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _num(v, fmt) -> str:
+    return "–" if v is None or not np.isfinite(float(v)) else fmt.format(float(v))
+
+
+def _int(v) -> str:
+    return _num(v, "{:.0f}")
+
+
+def _pm(mean, se, fmt) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return fmt.format(mean) + ("" if not np.isfinite(se) else " ± " + fmt.format(se))
+
+
+def _parse_runs(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--runs takes a comma list of run ids such as 3,17, not '{text}'.") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2, no usage dump
+        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")
+
+
+def main(argv=None) -> int:
+    p = _Parser(prog="python -m jgrok.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("out", help="results folder of a finished scan")
+    p.add_argument("--runs", help="run ids to draw alone besides the fastest, median and slowest (comma list)")
+    try:
+        args = p.parse_args(argv)
+        path = build_report(args.out, _parse_runs(args.runs) if args.runs else None)
+    except ConfigError as e:
+        print(f"jgrok.report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} and {path.parent / 'plots'}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
