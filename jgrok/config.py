@@ -221,7 +221,7 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("A config file must hold a YAML mapping of sections (task, model, optim, ...).")
-    known = set(_SECTION_CLASSES) | {"grid", "lanes", "jgrok_version"}
+    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only"}
     for key in data:
         if key not in known:
             raise ConfigError(f"Unknown config section '{key}'; known sections: {', '.join(sorted(known))}.")

@@ -141,9 +141,24 @@ def _compiled(prog: train.Program, K: int):
     return _COMPILED[key]
 
 
+class Interrupted(Exception):
+    """Raised between chunks when a stop was requested; a checkpoint of the last chunk has been written."""
+
+    def __init__(self, step: int):
+        super().__init__(step)
+        self.step = step
+
+
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
-                  on_chunk: Callable | None = None, keep_params: bool = True) -> ProgramResult:
-    """Train every run of one program; return its curves and final parameters."""
+                  on_chunk: Callable | None = None, keep_params: bool = True, ckpt=None, checkpoint_every: int = 0,
+                  should_stop: Callable[[], bool] | None = None) -> ProgramResult:
+    """Train every run of one program; return its curves and final parameters.
+
+    ckpt: an Orbax CheckpointManager (jgrok.io.checkpoint.manager) or None. With one, training resumes from its
+    newest checkpoint, saves every ``checkpoint_every`` updates (at the first chunk end past each multiple) and at
+    the end, and when ``should_stop()`` turns true it saves after the current chunk and raises Interrupted.
+    Resumed runs end bit-identical to uninterrupted ones: a run's numbers do not depend on its lane.
+    """
     tr = prog.cfg.train
     total, every = tr.steps, tr.eval_every
     K = min(prog.cfg.engine.chunk, total)
@@ -163,19 +178,48 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         padded = idx + [idx[0]] * (L - len(idx))
         hp = grid_mod.hyper(prog, [rows[i] for i in padded])
         hp = jax.device_put(hp, shard)
-        state = init_fn(hp)
-        groups.append({"idx": np.array(idx), "n": len(idx), "hp": hp, "state": state})
+        groups.append({"idx": np.array(idx), "padded": np.array(padded), "n": len(idx), "hp": hp, "state": None})
 
     steps_e = eval_steps(total, every)
     E = len(steps_e)
     keys = train.eval_keys(prog)
-    evals = {k: np.full((R, E), np.nan, np.float32) for k in keys}
-    step_loss = np.full((R, total), np.nan, np.float32)
-    step_acc = np.full((R, total), np.nan, np.float32)
-    bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
+    host = {f"eval/{k}": np.full((R, E), np.nan, np.float32) for k in keys}
+    host["step_loss"] = np.full((R, total), np.nan, np.float32)
+    host["step_acc"] = np.full((R, total), np.nan, np.float32)
+    host["run"] = np.array([r["run"] for r in rows], np.int64)
+    evals = {k: host[f"eval/{k}"] for k in keys}
+    step_loss, step_acc = host["step_loss"], host["step_acc"]
     eval_pos = {int(s) - 1: j for j, s in enumerate(steps_e)}  # 0-based update index -> eval column
 
-    for step0 in range(0, total, K):
+    start_step = 0
+    abstract = jax.eval_shape(init_fn, groups[0]["hp"])
+    treedef = jax.tree.structure(abstract)
+    restored = None
+    if ckpt is not None:
+        like_leaves = [np.zeros((R,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
+        restored = ckpt_mod().restore(ckpt, ckpt_mod().pack(like_leaves, host, 0))
+    if restored is not None:
+        start_step, tree = restored
+        if not np.array_equal(tree["run"], host["run"]):
+            raise ConfigError("The checkpoint holds other runs than this scan; it belongs to another grid.")
+        for k in host:
+            host[k][...] = tree[k]
+        leaves = [tree["state"][f"leaf_{i:04d}"] for i in range(len(like_leaves))]
+        for g in groups:
+            rows_ = g["padded"]
+            g["state"] = jax.device_put(jax.tree.unflatten(treedef, [x[rows_] for x in leaves]), shard)
+    else:
+        for g in groups:
+            g["state"] = init_fn(g["hp"])
+    bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
+
+    def save(step_done):
+        parts = [jax.device_get(g["state"]) for g in groups]
+        leaves = [np.concatenate([np.asarray(x)[: g["n"]] for x, g in zip(xs, groups)], axis=0)
+                  for xs in zip(*(jax.tree.leaves(p) for p in parts))]
+        ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(leaves, host, step_done))
+
+    for step0 in range(start_step, total, K):
         outs = []
         for g in groups:  # dispatch every group before waiting on any
             g["state"], out = chunk_fn(g["state"], g["hp"], data, np.int32(step0), np.int32(every), np.int32(total))
@@ -191,9 +235,17 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
                 for k in keys:
                     vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n]
                     evals[k][np.ix_(idx, cols)] = vals.T
-        bar.update(step0 + n_here)
+        done = step0 + n_here
+        bar.update(done)
         if on_chunk is not None:
-            on_chunk(step0 + n_here)
+            on_chunk(done)
+        if ckpt is not None:
+            due = checkpoint_every and done // checkpoint_every > step0 // checkpoint_every
+            stop = should_stop is not None and should_stop()
+            if due or stop or done == total:
+                save(done)
+            if stop and done < total:
+                raise Interrupted(done)
 
     # train loss/acc at an eval = mean over the updates since the previous eval (the template's definition)
     metrics = {"train_loss": np.full((R, E), np.nan, np.float32), "train_acc": np.full((R, E), np.nan, np.float32)}
@@ -222,6 +274,12 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         for k in metrics:
             metrics[k][r, steps_e > d] = np.nan
     return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes)
+
+
+def ckpt_mod():
+    from jgrok.io import checkpoint
+
+    return checkpoint
 
 
 def check_lanes(lanes: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import signal
 import sys
 import time
 from datetime import datetime
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--only", help="train only these run ids of the grid: comma list and A:B ranges")
     a("--wave-size", help="lanes W per compiled wave (default: chosen from device memory, then recorded)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field, e.g. train.sampling=full")
+    a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
+    a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")
     a("--dry-run", action="store_true", help="print the resolved config, runs, parameters and memory, then exit")
     a("--quiet", action="store_true", help="no progress bar")
     return p
@@ -93,7 +96,7 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
+FIELD_FLAGS = {"checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
                "precision": "train.precision", "wave_size": "engine.wave_size"}
 
 
@@ -156,15 +159,27 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    cfg = resolve(args)
+    only = args.only
+    if args.resume is not None:
+        out = Path(args.resume)
+        if not (out / "config.yaml").is_file() or not (out / "checkpoints").is_dir():
+            raise ConfigError(f"{out} is not a jgrok scan that can be resumed (it needs config.yaml and checkpoints/).")
+        if (out / "summary.csv").is_file():
+            print(f"{out} is already finished; nothing to do.")
+            return 0
+        saved = config_mod.load_yaml(out / "config.yaml")
+        only = saved.pop("only", None)
+        cfg = config_mod.from_dict(saved)
+    else:
+        cfg = resolve(args)
 
     # heavy imports after argument checks, so mistakes are reported at once
     from jgrok import engine, grid
     from jgrok.io import results
 
     rows = grid.expand(cfg)
-    if args.only is not None:
-        keep = set(grid.parse_ids(args.only, len(rows)))
+    if only is not None:
+        keep = set(grid.parse_ids(str(only), len(rows)))
         rows = [r for r in rows if r["run"] in keep]
     progs = grid.programs(cfg, rows)
     n_dev = engine.n_devices()
@@ -185,15 +200,37 @@ def _main(argv) -> int:
                   f"{per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
         return 0
 
-    out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-    prepare_out(out, args.overwrite)
-    if cfg.engine.wave_size == 0:
-        cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
-    cfg_text = config_mod.dump(cfg, {"lanes": W})
-    (out / "config.yaml").write_text(cfg_text)
+    if args.resume is None:
+        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
+        prepare_out(out, args.overwrite)
+        if cfg.engine.wave_size == 0:
+            cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
+        extra = {"lanes": W} if only is None else {"lanes": W, "only": str(only)}
+        (out / "config.yaml").write_text(config_mod.dump(cfg, extra))
+    cfg_text = (out / "config.yaml").read_text()
 
+    from jgrok.io import checkpoint
+
+    stop = {"asked": False}
+
+    def ask_stop(signum, frame):
+        stop["asked"] = True
+        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after the current chunk...", file=sys.stderr)
+
+    old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.perf_counter()
-    done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet) for p, t, m in progs]
+    try:
+        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+                                     ckpt=checkpoint.manager(out, i), checkpoint_every=cfg.engine.checkpoint_every,
+                                     should_stop=lambda: stop["asked"])
+                for i, (p, t, m) in enumerate(progs)]
+    except engine.Interrupted as e:
+        print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: python -m jgrok.scan --resume {out}",
+              file=sys.stderr)
+        return 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     wall = time.perf_counter() - t0
     results.save_scan(out, cfg_text, done)
     from jgrok import plots
