@@ -276,6 +276,8 @@ def set_path(cfg: Config, dotted: str, raw: str) -> Config:
         grid.update(_build_grid({parts[1]: value}))
         out = dataclasses.replace(cfg, grid=grid)
     elif len(parts) == 2 and parts[0] in _SECTION_CLASSES:
+        if _field_types(_SECTION_CLASSES[parts[0]]).get(parts[1]) is str:
+            value = raw.strip()  # names stay text (YAML would read "1:3" as the base-60 number 63)
         section = _build_section(parts[0], {parts[1]: value}, getattr(cfg, parts[0]))
         out = dataclasses.replace(cfg, **{parts[0]: section})
     else:
@@ -390,6 +392,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"engine.chunk must be at least 1, not {e.chunk}.")
     if e.checkpoint_every < 0:
         raise ConfigError(f"engine.checkpoint_every must be zero or positive, not {e.checkpoint_every}.")
+    for part in e.tb_runs.split(","):
+        bits = part.strip().split(":") if part.strip() else []
+        if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
+            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, not '{e.tb_runs}'.")
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):
             if not 0 <= s < 2**31:

@@ -220,7 +220,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(leaves, host, step_done))
 
     for step0 in range(start_step, total, K):
-        outs = []
+        outs, new_cols = [], set()
         for g in groups:  # dispatch every group before waiting on any
             g["state"], out = chunk_fn(g["state"], g["hp"], data, np.int32(step0), np.int32(every), np.int32(total))
             outs.append(out)
@@ -230,6 +230,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             step_loss[idx, step0:step0 + n_here] = np.asarray(loss)[:n_here, :n].T
             step_acc[idx, step0:step0 + n_here] = np.asarray(acc)[:n_here, :n].T
             rows_here = [i for i in range(n_here) if step0 + i in eval_pos]
+            new_cols.update(eval_pos[step0 + i] for i in rows_here)
             if rows_here:
                 cols = [eval_pos[step0 + i] for i in rows_here]
                 for k in keys:
@@ -237,8 +238,13 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
                     evals[k][np.ix_(idx, cols)] = vals.T
         done = step0 + n_here
         bar.update(done)
-        if on_chunk is not None:
-            on_chunk(done)
+        if on_chunk is not None and new_cols:
+            cols = sorted(new_cols)
+            vals = {k: evals[k][:, cols] for k in keys}
+            for name, per_step in (("train_loss", step_loss), ("train_acc", step_acc)):
+                vals[name] = np.stack([per_step[:, (steps_e[j - 1] if j else 0):steps_e[j]].mean(axis=1)
+                                       for j in cols], axis=1)
+            on_chunk(steps_e[cols], vals)
         if ckpt is not None:
             due = checkpoint_every and done // checkpoint_every > step0 // checkpoint_every
             stop = should_stop is not None and should_stop()

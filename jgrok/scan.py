@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--only", help="train only these run ids of the grid: comma list and A:B ranges")
     a("--wave-size", help="lanes W per compiled wave (default: chosen from device memory, then recorded)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field, e.g. train.sampling=full")
+    a("--tb-runs", help="runs whose full per-run scalars go to TensorBoard (default 0:16)")
     a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
     a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")
     a("--dry-run", action="store_true", help="print the resolved config, runs, parameters and memory, then exit")
@@ -96,7 +97,7 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
+FIELD_FLAGS = {"tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
                "precision": "train.precision", "wave_size": "engine.wave_size"}
 
 
@@ -218,21 +219,25 @@ def _main(argv) -> int:
         print(f"\n{signal.Signals(signum).name}: saving a checkpoint after the current chunk...", file=sys.stderr)
 
     old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    from jgrok.io import tb
+
+    logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
     t0 = time.perf_counter()
     try:
-        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet, on_chunk=logger.log,
                                      ckpt=checkpoint.manager(out, i), checkpoint_every=cfg.engine.checkpoint_every,
                                      should_stop=lambda: stop["asked"])
                 for i, (p, t, m) in enumerate(progs)]
     except engine.Interrupted as e:
         print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: python -m jgrok.scan --resume {out}",
               file=sys.stderr)
+        logger.close()
         return 130
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     wall = time.perf_counter() - t0
-    results.save_scan(out, cfg_text, done)
+    logger.close(results.save_scan(out, cfg_text, done))
     from jgrok import plots
 
     plots.make_plots(out)

@@ -1,0 +1,96 @@
+"""TensorBoard logs of a scan (tensorboardX) in OUT/tb/, written off the training path.
+
+At every evaluation, per group of varying axes (``all`` when none vary): the mean, median, 10% and 90% quantiles
+across runs of train/val loss and accuracy and weight norm (tags ``<group>/<metric>/<stat>``), histograms across
+runs (``hist/<metric>``); a group is named like ``x_plus_y__wd_0.5`` (task, then each varying axis), and full per-run scalars for the runs chosen by ``engine.tb_runs`` (``run_<id>/<metric>``)
+so that TensorBoard stays usable at thousands of runs. At the end, the hparams of those runs with their final
+metrics. The engine hands over copies of each chunk's new evaluations; a single writer thread does the rest, so the
+accelerator never waits for disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+HIST = ("val_acc", "val_loss", "weight_norm")
+
+
+def parse_runs(text: str) -> set[int]:
+    ids: set[int] = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if ":" in part:
+            a, b = part.split(":")
+            ids.update(range(int(a), int(b)))
+        else:
+            ids.add(int(part))
+    return ids
+
+
+class Logger:
+    def __init__(self, out: Path, rows: list[dict], tb_runs: str, group_axes: list[str]):
+        from tensorboardX import SummaryWriter
+
+        self.dir = Path(out) / "tb"
+        self.writer = SummaryWriter(str(self.dir))
+        self.rows = rows
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        chosen = parse_runs(tb_runs)
+        self.selected = [i for i, r in enumerate(rows) if r["run"] in chosen]
+        self.groups: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            label = "__".join([r["task"]] + [f"{a}_{r[a]}" for a in group_axes])  # e.g. x_plus_y__wd_0.5
+            self.groups.setdefault(label, []).append(i)
+        self.futures = []
+
+    def log(self, steps: np.ndarray, values: dict) -> None:
+        """steps [e]; values: metric -> [R, e] (copies; this returns at once)."""
+        self.futures.append(self.pool.submit(self._write, np.array(steps), {k: np.array(v) for k, v in values.items()}))
+
+    def _write(self, steps, values):
+        w = self.writer
+        for j, step in enumerate(steps):
+            step = int(step)
+            for label, idx in self.groups.items():
+                for k in METRICS:
+                    x = values[k][idx, j]
+                    x = x[np.isfinite(x)]
+                    if len(x) == 0:
+                        continue
+                    w.add_scalar(f"{label}/{k}/mean", float(x.mean()), step)
+                    w.add_scalar(f"{label}/{k}/median", float(np.median(x)), step)
+                    w.add_scalar(f"{label}/{k}/q10", float(np.quantile(x, 0.1)), step)
+                    w.add_scalar(f"{label}/{k}/q90", float(np.quantile(x, 0.9)), step)
+            for k in HIST:
+                x = values[k][:, j]
+                x = x[np.isfinite(x)]
+                if len(x):
+                    w.add_histogram(f"hist/{k}", x, step)
+            for i in self.selected:
+                for k in METRICS:
+                    v = values[k][i, j]
+                    if np.isfinite(v):
+                        w.add_scalar(f"run_{self.rows[i]['run']}/{k}", float(v), step)
+
+    def close(self, summary: list[dict] | None = None) -> None:
+        for f in self.futures:
+            f.result()
+        if summary is not None:
+            by_run = {int(s["run"]): s for s in summary}
+            for i in self.selected:
+                r = self.rows[i]
+                s = by_run.get(r["run"])
+                if s is None:
+                    continue
+                hp = {k: r[k] for k in ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale",
+                                        "optimizer", "filter")}
+                final = {f"hparam/{k}": float(s[k]) for k in ("final_val_acc", "final_val_loss", "step_val_acc_99")}
+                self.writer.add_hparams(hp, final, name=f"run_{r['run']}")
+        self.writer.close()
+        self.pool.shutdown()
