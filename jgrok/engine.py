@@ -244,7 +244,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             for name, per_step in (("train_loss", step_loss), ("train_acc", step_acc)):
                 vals[name] = np.stack([per_step[:, (steps_e[j - 1] if j else 0):steps_e[j]].mean(axis=1)
                                        for j in cols], axis=1)
-            on_chunk(steps_e[cols], vals)
+            on_chunk(steps_e[cols], vals, [r["run"] for r in rows])
         if ckpt is not None:
             due = checkpoint_every and done // checkpoint_every > step0 // checkpoint_every
             stop = should_stop is not None and should_stop()

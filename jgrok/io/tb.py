@@ -42,22 +42,27 @@ class Logger:
         self.rows = rows
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         chosen = parse_runs(tb_runs)
-        self.selected = [i for i, r in enumerate(rows) if r["run"] in chosen]
-        self.groups: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
+        self.selected = [r["run"] for r in rows if r["run"] in chosen]
+        self.groups: dict[str, list[int]] = {}  # label -> run ids
+        for r in rows:
             label = "__".join([r["task"]] + [f"{a}_{r[a]}" for a in group_axes])  # e.g. x_plus_y__wd_0.5
-            self.groups.setdefault(label, []).append(i)
+            self.groups.setdefault(label, []).append(r["run"])
         self.futures = []
 
-    def log(self, steps: np.ndarray, values: dict) -> None:
-        """steps [e]; values: metric -> [R, e] (copies; this returns at once)."""
-        self.futures.append(self.pool.submit(self._write, np.array(steps), {k: np.array(v) for k, v in values.items()}))
+    def log(self, steps: np.ndarray, values: dict, runs: list[int]) -> None:
+        """steps [e]; values: metric -> [r, e] for the runs ``runs`` (one program's; copied, returns at once)."""
+        self.futures.append(self.pool.submit(self._write, np.array(steps), {k: np.array(v) for k, v in values.items()},
+                                             list(runs)))
 
-    def _write(self, steps, values):
+    def _write(self, steps, values, runs):
         w = self.writer
+        pos = {r: i for i, r in enumerate(runs)}
         for j, step in enumerate(steps):
             step = int(step)
-            for label, idx in self.groups.items():
+            for label, members in self.groups.items():
+                idx = [pos[r] for r in members if r in pos]
+                if not idx:
+                    continue
                 for k in METRICS:
                     x = values[k][idx, j]
                     x = x[np.isfinite(x)]
@@ -72,20 +77,23 @@ class Logger:
                 x = x[np.isfinite(x)]
                 if len(x):
                     w.add_histogram(f"hist/{k}", x, step)
-            for i in self.selected:
+            for run in self.selected:
+                if run not in pos:
+                    continue
                 for k in METRICS:
-                    v = values[k][i, j]
+                    v = values[k][pos[run], j]
                     if np.isfinite(v):
-                        w.add_scalar(f"run_{self.rows[i]['run']}/{k}", float(v), step)
+                        w.add_scalar(f"run_{run}/{k}", float(v), step)
 
     def close(self, summary: list[dict] | None = None) -> None:
         for f in self.futures:
             f.result()
         if summary is not None:
             by_run = {int(s["run"]): s for s in summary}
-            for i in self.selected:
-                r = self.rows[i]
-                s = by_run.get(r["run"])
+            rows = {r["run"]: r for r in self.rows}
+            for run in self.selected:
+                r = rows[run]
+                s = by_run.get(run)
                 if s is None:
                     continue
                 hp = {k: r[k] for k in ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale",
