@@ -30,11 +30,17 @@ class TaskConfig:
     p: int = 97  # modulus of the modular tasks
     fraction: float = 0.5  # training fraction: train size = floor(N * fraction)
     perm_n: int = 5  # permutation tasks act on S_{perm_n}
+    # task "mheight" (regression, see jgrok.tasks.mheight_task): codes per (n, k, m) group and where they come from
+    train_per_group: int = 5000
+    val_per_group: int = 10000
+    data: str = ""  # a .npz from `python -m jgrok.mheight generate`; empty = jgrok's cached dataset of gen_seed
+    gen_seed: int = 0  # seed of the cached dataset
+    integer: bool = False  # cached dataset with integer P entries (some heights infinite; those are excluded)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    kind: str = "transformer"
+    kind: str = "transformer"  # "transformer" (classification tasks) or "resnet" (task mheight)
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
@@ -45,6 +51,9 @@ class ModelConfig:
     final_ln: bool = True
     bias: bool = True
     causal: bool = True
+    width: int = 64  # resnet: hidden width
+    blocks: int = 5  # resnet: residual blocks
+    output: str = "h"  # resnet: "h" (h = 1 + softplus(z)) or "log2h" (log2 h = softplus(z)); see jgrok.models.resnet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +88,11 @@ class TrainConfig:
     eval_train: bool = False  # also evaluate the full train split at each eval
     eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
     precision: str = "fp32"  # "fp32", "tf32", "bf16"
+    # Counting in epochs (sampling "epochs" only): with epochs > 0 the budget is epochs x updates per epoch
+    # (ceil(n_train / batch_size)) and train.steps is not used; with eval_every_epochs > 0 evaluations happen every
+    # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
+    epochs: int = 0
+    eval_every_epochs: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +242,8 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
     sections = {name: _build_section(name, data.get(name), getattr(base, name)) for name in _SECTION_CLASSES}
     grid = _build_grid(data["grid"]) if "grid" in data else dict(base.grid)
     cfg = Config(**sections, grid=grid)
+    if isinstance(data.get("train"), dict):
+        _check_epoch_overrides(cfg, data["train"])
     validate(cfg)
     return cfg
 
@@ -280,6 +296,8 @@ def set_path(cfg: Config, dotted: str, raw: str) -> Config:
             value = raw.strip()  # names stay text (YAML would read "1:3" as the base-60 number 63)
         section = _build_section(parts[0], {parts[1]: value}, getattr(cfg, parts[0]))
         out = dataclasses.replace(cfg, **{parts[0]: section})
+        if parts[0] == "train":
+            _check_epoch_overrides(out, [parts[1]])
     else:
         raise ConfigError(f"Unknown config key '{dotted}'; use section.field, e.g. train.steps=1000.")
     validate(out)
@@ -296,6 +314,9 @@ def with_grid(cfg: Config, **axes: list) -> Config:
 
 def dump(cfg: Config, extra: dict | None = None) -> str:
     data = cfg.to_dict()
+    for field, other in _EPOCH_FIELDS.items():  # counted in epochs: the update fields are unused, leave them out
+        if data["train"][other]:
+            del data["train"][field]
     if extra:
         data.update(extra)
     return yaml.safe_dump(data, sort_keys=False)
@@ -314,24 +335,72 @@ def base_for_axes(cfg: Config, values: dict) -> Config:
     return out
 
 
+def updates_per_epoch(tcfg: TrainConfig, n_train: int) -> int:
+    """Updates in one shuffled epoch: ceil(n_train / batch_size) (the last batch holds the remainder)."""
+    return -(-n_train // tcfg.batch_size)
+
+
+def resolve_epochs(cfg: Config, n_train: int) -> Config:
+    """The config with train.steps / train.eval_every computed from train.epochs / train.eval_every_epochs (where
+    those are > 0) for a task with ``n_train`` training examples. Steps are always updates inside the engine."""
+    tr = cfg.train
+    per = updates_per_epoch(tr, n_train)
+    changes = {}
+    if tr.epochs:
+        changes["steps"] = tr.epochs * per
+    if tr.eval_every_epochs:
+        changes["eval_every"] = tr.eval_every_epochs * per
+    return dataclasses.replace(cfg, train=dataclasses.replace(tr, **changes)) if changes else cfg
+
+
+_EPOCH_FIELDS = {"steps": "epochs", "eval_every": "eval_every_epochs"}
+
+
+def _check_epoch_overrides(cfg: Config, fields) -> None:
+    """A budget or cadence given in updates while the config counts epochs would be ignored: refuse it."""
+    for field in fields:
+        other = _EPOCH_FIELDS.get(field)
+        if other and getattr(cfg.train, other) > 0:
+            raise ConfigError(f"This config counts train.{other} (= {getattr(cfg.train, other)}), so train.{field} "
+                              f"would be ignored; set train.{other} instead, or train.{other}=0 to count updates.")
+
+
 def validate(cfg: Config) -> None:
     """Check every value a user can set; raise ConfigError naming what to change."""
     # Imported here: these modules own the lists of valid names.
     from jgrok import init as init_mod
-    from jgrok.tasks import algorithmic
+    from jgrok.models import resnet
+    from jgrok.tasks import algorithmic, mheight_task
 
     def each(axis: str) -> list:
         section, field = AXES[axis]
         return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
 
-    for name in each("task"):
-        algorithmic.check_task(name, cfg.task)
+    tasks = each("task")
+    regression = mheight_task.NAME in tasks
+    for name in tasks:
+        if name == mheight_task.NAME:
+            mheight_task.check(cfg.task)
+        else:
+            algorithmic.check_task(name, cfg.task)
+    if regression and len(tasks) > 1:
+        raise ConfigError("Task 'mheight' (regression) cannot share a scan with classification tasks; scan it alone.")
     t = cfg.task
     if not 0.0 < t.fraction < 1.0:
         raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
     m = cfg.model
-    if m.kind != "transformer":
-        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer'.")
+    if m.kind not in ("transformer", "resnet"):
+        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer' or 'resnet'.")
+    if regression and m.kind != "resnet":
+        raise ConfigError("Task 'mheight' is a regression task for the ResNet regressor; set model.kind: resnet.")
+    if not regression and m.kind == "resnet":
+        raise ConfigError("model.kind 'resnet' is the m-height regressor; use it with task mheight (or use "
+                          "model.kind: transformer).")
+    for field in ("width", "blocks"):
+        if getattr(m, field) < 1:
+            raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
+    if m.output not in resnet.OUTPUTS:
+        raise ConfigError(f"model.output must be 'h' or 'log2h', not '{m.output}'.")
     for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "n_positions"):
         if getattr(m, field) < 1:
             raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
@@ -383,6 +452,12 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"train.{field} must be at least 1, not {getattr(tr, field)}.")
     if tr.sampling not in ("replacement", "epochs", "full"):
         raise ConfigError(f"train.sampling must be 'replacement', 'epochs' or 'full', not '{tr.sampling}'.")
+    for field in ("epochs", "eval_every_epochs"):
+        if getattr(tr, field) < 0:
+            raise ConfigError(f"train.{field} must be zero or positive, not {getattr(tr, field)}.")
+        if getattr(tr, field) and tr.sampling != "epochs":
+            raise ConfigError(f"train.{field} counts shuffled epochs; set train.sampling: epochs, or count updates "
+                              f"with train.{'steps' if field == 'epochs' else 'eval_every'}.")
     if tr.precision not in ("fp32", "tf32", "bf16"):
         raise ConfigError(f"train.precision must be 'fp32', 'tf32' or 'bf16', not '{tr.precision}'.")
     e = cfg.engine

@@ -56,6 +56,11 @@ def per_run_bytes(prog: train.Program) -> int:
     m, tr = prog.cfg.model, prog.cfg.train
     P = prog.n_params
     slots = 4 + (1 if "ema" in prog.filters else 0) + (prog.window_max if "ma" in prog.filters else 0)
+    if prog.kind == "regress":  # ResNet: ~6 activations of width D per block and example, plus the input
+        per_example = prog.n_vocab + 6 * m.width * (m.blocks + 1)
+        batch = prog.n_train if tr.sampling == "full" else tr.batch_size
+        acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
+        return 4 * (slots * P + acts + prog.n_pairs)
     T = 4
     per_example = m.n_layers * T * (12 * m.d_model + 3 * m.d_model * m.mlp_ratio + 2 * m.n_heads * T)
     batch = prog.n_train if tr.sampling == "full" else tr.batch_size
@@ -135,7 +140,7 @@ def _compiled(prog: train.Program, K: int):
     c = prog.cfg
     traced = dataclasses.replace(c.train, steps=0, eval_every=0)  # both are traced arguments of the chunk
     key = (c.task, c.model, c.optim, c.init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
-           prog.schemes, prog.filters, prog.window_max, K)
+           prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)
     if key not in _COMPILED:
         _COMPILED[key] = (train.make_init(prog), train.make_chunk(prog, K))
     return _COMPILED[key]

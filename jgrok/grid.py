@@ -19,7 +19,7 @@ import numpy as np
 
 from jgrok import config as config_mod
 from jgrok import init as init_mod
-from jgrok.tasks import algorithmic
+from jgrok.tasks import algorithmic, mheight_task
 from jgrok.train import Hyper, Program
 
 # product order: outermost first
@@ -88,19 +88,23 @@ def parse_ids(text: str, n_runs: int) -> list[int]:
 
 
 def programs(cfg: config_mod.Config, rows: list[dict]) -> list[tuple[Program, algorithmic.Table, list[dict]]]:
-    """Group runs by their static values (task, optimiser) into programs, in run order."""
+    """Group runs by their static values (task, optimiser) into programs, in run order. A program's config has
+    train.steps / train.eval_every in updates (resolved from epochs where the config counts epochs)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["optimizer"]), []).append(r)
     out = []
     for (task, opt), members in groups.items():
         pcfg = config_mod.base_for_axes(cfg, {"task": task, "optimizer": opt})
-        table = algorithmic.build(task, pcfg.task)
+        regress = task == mheight_task.NAME
+        table = mheight_task.build(pcfg.task) if regress else algorithmic.build(task, pcfg.task)
+        pcfg = config_mod.resolve_epochs(pcfg, table.n_train)  # steps are updates from here on
         schemes = tuple(s for s in init_mod.SCHEMES if any(r["init"] == s for r in members))
         filters = tuple(f for f in FILTERS if any(r["filter"] == f for r in members))
         windows = [r["filter_window"] for r in members if r["filter"] == "ma"]
         prog = Program(cfg=pcfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
-                       n_train=table.n_train, schemes=schemes, filters=filters, window_max=max(windows, default=1))
+                       n_train=table.n_train, schemes=schemes, filters=filters, window_max=max(windows, default=1),
+                       kind="regress" if regress else "classify", n_groups=len(table.groups) if regress else 1)
         out.append((prog, table, members))
     return out
 

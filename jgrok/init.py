@@ -29,7 +29,8 @@ parameter of ``nn.MultiheadAttention``, not an ``nn.Linear``, so the study's ``i
 
 Layer groups (stable names, used by overrides and by chimera attribution): ``embedding``, ``position``,
 ``block{i}_attn`` (in- and out-projection), ``block{i}_mlp`` (both MLP layers), ``norms`` (every LayerNorm),
-``head`` (the output layer).
+``head`` (the output layer). The m-height ResNet (:mod:`jgrok.models.resnet`): ``input``, ``block{i}`` (its
+Linear), ``norms``, ``head``.
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def _classify(parts: list[str], shape: tuple, kernels: dict) -> tuple[str, str, 
     if parts[0] == "blocks":
         block = f"block{parts[1]}"
         sub = parts[2]
-        group = {"attn": f"{block}_attn", "mlp_in": f"{block}_mlp", "mlp_out": f"{block}_mlp"}.get(sub, "norms")
+        group = {"attn": f"{block}_attn", "mlp_in": f"{block}_mlp", "mlp_out": f"{block}_mlp",
+                 "linear": block}.get(sub, "norms")  # "linear": the ResNet regressor's block
     else:
-        group = {"tok_emb": "embedding", "pos_emb": "position", "head": "head"}.get(parts[0], "norms")
+        group = {"tok_emb": "embedding", "pos_emb": "position", "head": "head", "input": "input"}.get(parts[0], "norms")
     if name == "embedding":
         return "embedding", group, shape[1], shape[0]
     if name == "scale":
@@ -104,7 +106,7 @@ def groups(shapes) -> list[str]:
     for leaf in sorted(leaves(shapes), key=lambda l: l.index):
         if leaf.group not in names:
             names.append(leaf.group)
-    key = lambda g: (0, g) if g in ("embedding", "position") else (2, g) if g in ("norms", "head") else (1, g)  # noqa
+    key = lambda g: (0, g) if g in ("embedding", "position", "input") else (2, g) if g in ("norms", "head") else (1, g)  # noqa
     return sorted(names, key=key)
 
 

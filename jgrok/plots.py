@@ -7,6 +7,10 @@ Per task (``<task>`` in the file name):
   steps_hist_<task>.png    per group: histogram of steps to 99% val acc; runs that never got there as one bar
   steps_ecdf_<task>.png    per group: share of runs with val acc > 0.99 by each step (stays below 1 when some
                            never got there)
+Regression scans (task mheight; x = epoch = update step / updates per epoch, losses are MSEs of log2 h):
+  loss_<task>.png          train and val loss per group, mean +- s.e. over runs (log y); ticks at the drop epochs
+  val_loss_runs_<task>.png per group: the val loss of up to 8 runs, each with its detected drop marked
+  weight_norm_<task>.png   global weight norm per group, mean +- s.e.
 summary_plot.png           per (task, group): final train / val acc and mean steps to 99% val acc, as bars
 run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis
 
@@ -180,7 +184,13 @@ def select_runs(rows: list[dict], extra=None) -> list[int]:
 
 
 def make_plots(out_dir, runs_to_show=None) -> list[Path]:
-    """Write every figure of the module docstring into OUT/plots/ and return their paths."""
+    """Write every figure of the module docstring into OUT/plots/ and return their paths (for a regression scan,
+    the figures of ``plot_regression``)."""
+    summary = Path(out_dir) / "summary.csv"
+    if summary.is_file():
+        with open(summary, newline="") as f:
+            if "drop_step" in (csv.DictReader(f).fieldnames or []):
+                return plot_regression(out_dir)
     return plot_scan(load_scan(out_dir), runs_to_show)
 
 
@@ -485,3 +495,87 @@ def _fmt(v) -> str:
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+# ---------------------------------------------------------------------------------------------------- regression
+
+RUNS_PER_PANEL = 8
+
+
+def load_regression(out_dir) -> tuple[Scan, float]:
+    """(scan, updates per epoch) of a regression results folder (summary.csv with drop columns)."""
+    out = Path(out_dir)
+    try:
+        with open(out / "summary.csv", newline="") as f:
+            rows = parse_rows(list(csv.DictReader(f)))
+        with np.load(out / "metrics.npz") as z:
+            run_R, eval_step_E, per_epoch = z["run"], z["eval_step"], float(z["updates_per_epoch"])
+            curves = {k: np.asarray(z[k]) for k in ("train_loss", "val_loss", "weight_norm")}
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{out} is not a finished jgrok regression results folder ({e}); pass the --out folder "
+                          "of a finished scan.") from None
+    pos = {int(r): i for i, r in enumerate(run_R)}
+    order = np.array([pos[r["run"]] for r in rows])
+    curves = {k: v[order] for k, v in curves.items()}
+    cfg_path = out / "config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
+    return Scan(out, cfg if isinstance(cfg, dict) else {}, rows, np.asarray(eval_step_E), curves,
+                int(eval_step_E[-1])), per_epoch
+
+
+def plot_regression(out_dir) -> list[Path]:
+    """The regression figures of the module docstring."""
+    scan, per_epoch = load_regression(out_dir)
+    plot_dir = scan.out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    by_group = groups(scan.rows, group_keys(scan.rows))
+    x = scan.eval_step_E / per_epoch
+    paths = []
+    for task in dict.fromkeys(t for t, _ in by_group):
+        g = {label: idx for (t, label), idx in by_group.items() if t == task}
+        colors = _colors(len(g))
+        fig = _figure(12, 4.5)
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, key, title in ((axes[0], "train_loss", "train loss"), (axes[1], "val_loss", "val loss")):
+            for color, (label, idx) in zip(colors, g.items()):
+                mean, se = mean_se(scan.curves[key][idx])
+                ax.plot(x, mean, color=color, lw=1.5, label=f"{label} (n={len(idx)})")
+                ax.fill_between(x, np.maximum(mean - se, mean / 10), mean + se, color=color, alpha=0.25, lw=0)
+                drops = column(scan.rows, idx, "drop_epoch")
+                for d in drops[np.isfinite(drops)]:
+                    ax.axvline(d, color=color, lw=0.8, ls=":", alpha=0.8)
+            ax.set_yscale("log")
+            ax.set(xlabel="epoch", title=f"{title} (MSE of log2 h) on {task}; dotted: drop epochs")
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel("mean ± s.e. over runs")
+        _legend(axes[1], len(g))
+        paths.append(_save(fig, plot_dir / f"loss_{_safe(task)}.png"))
+
+        fig, axes, _ = _grid_axes(4.2, 3.2, len(g))
+        for ax, (label, idx) in zip(axes, g.items()):
+            found = sum(bool(scan.rows[i]["dropped"]) for i in idx)
+            for j, i in enumerate(idx[:RUNS_PER_PANEL]):
+                line, = ax.plot(x, scan.curves["val_loss"][i], lw=0.9, alpha=0.85)
+                d = scan.rows[i]["drop_epoch"]
+                if d is not None:
+                    y = np.interp(d, x, np.nan_to_num(scan.curves["val_loss"][i], nan=np.nanmax(
+                        scan.curves["val_loss"][i])))
+                    ax.plot([d], [y], "o", color=line.get_color(), ms=5)
+            ax.set_yscale("log")
+            ax.set_title(f"{label}\n{len(idx)} runs, {found} with a drop (dots)", fontsize="small")
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("epoch")
+        fig.suptitle(f"{task}: val loss of single runs")
+        paths.append(_save(fig, plot_dir / f"val_loss_runs_{_safe(task)}.png"))
+
+        fig = _figure(8, 4.5)
+        ax = fig.add_subplot()
+        for color, (label, idx) in zip(colors, g.items()):
+            mean, se = mean_se(scan.curves["weight_norm"][idx])
+            ax.plot(x, mean, color=color, lw=1.5, label=f"{label} (n={len(idx)})")
+            ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.25, lw=0)
+        ax.set(xlabel="epoch", ylabel="global L2 norm of all parameters", title=f"weight norm on {task}")
+        ax.grid(alpha=0.3)
+        _legend(ax, len(g))
+        paths.append(_save(fig, plot_dir / f"weight_norm_{_safe(task)}.png"))
+    return paths

@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--filter-lambda", help="filter lambda values (comma list)")
     a("--filter-window", help="MA filter windows (comma list)")
     a("--steps", help="updates per run")
+    a("--epochs", help="shuffled epochs per run (train.sampling epochs; replaces --steps), e.g. for task mheight")
     a("--batch-size", help="training batch size")
     a("--eval-every", help="updates between evaluations")
     a("--precision", help="fp32 (default), tf32 or bf16")
@@ -97,7 +98,7 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
+FIELD_FLAGS = {"epochs": "train.epochs", "tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
                "precision": "train.precision", "wave_size": "engine.wave_size"}
 
 
@@ -195,6 +196,15 @@ def _main(argv) -> int:
         for prog, table, members in progs:
             W = lanes[id(prog)]
             per = engine.per_run_bytes(prog)
+            if prog.kind == "regress":
+                tr = prog.cfg.train
+                print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
+                      f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
+                      f"{prog.cfg.model.blocks} blocks, {table.n_vocab} input features), {table.describe()}; "
+                      f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
+                      f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), estimated "
+                      f"device memory {per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
+                continue
             print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
                   f"{prog.n_params:,} parameters per run, {table.n_pairs} pairs ({table.n_train} train), "
                   f"lanes W = {W} x {n_dev} device(s), estimated device memory "
@@ -222,6 +232,10 @@ def _main(argv) -> int:
     from jgrok.io import tb
 
     logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
+    for p, t, _ in progs:  # regression data: which codes, and how many infinite heights were left out
+        if p.kind == "regress":
+            t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
+            print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet, on_chunk=logger.log,
@@ -242,11 +256,12 @@ def _main(argv) -> int:
 
     plots.make_plots(out)
     summary = results.read_summary(out / "summary.csv")
-    n_steps = sum(len(d.rows) for d in done) * cfg.train.steps
-    print(f"\n{len(rows)} runs x {cfg.train.steps} updates in {wall:.1f} s "
+    budget = done[0].prog.cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
+    n_steps = sum(len(d.rows) * d.prog.cfg.train.steps for d in done)
+    print(f"\n{len(rows)} runs x {budget} updates in {wall:.1f} s "
           f"({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
-    for line in results.distribution_lines(_typed(summary), cfg.train.steps):
+    for line in results.distribution_lines(_typed(summary), budget):
         print(line)
     return 0
 
@@ -255,8 +270,9 @@ def _typed(summary: list[dict]) -> list[dict]:
     out = []
     for r in summary:
         d = dict(r)
-        for k in ("run", "seed", "step_val_acc_99", "step_train_acc_99", "reached_val_99"):
-            d[k] = int(d[k])
+        for k in ("run", "seed", "step_val_acc_99", "step_train_acc_99", "reached_val_99", "dropped"):
+            if k in d:
+                d[k] = int(d[k])
         out.append(d)
     return out
 

@@ -15,6 +15,9 @@ Definitions of what a chunk reports, per lane:
   val_loss/acc     mean over the full validation split, after the update, at eval steps
   train_full_*     the same on the full training split (``train.eval_train``)
   weight_norm      global L2 norm of all parameters; ``norm/<group>`` the L2 norm of one layer group
+Regression programs (``kind == "regress"``, task mheight): the loss is the mean squared error of the predicted
+log2 h (no accuracy: ``acc`` is NaN and there is no ``val_acc``), and the split draws codes per group (see
+:func:`regression_perm`); sampling, optimiser, divergence and everything else are shared with classification.
 A run whose loss or parameters become non-finite is *diverged*: from that update on its state is frozen (the
 non-finite update is not applied) and ``diverged_step`` holds the 0-based index of that update.
 """
@@ -31,7 +34,7 @@ from flax import nnx
 
 from jgrok import init as init_mod
 from jgrok import optim
-from jgrok.models import transformer
+from jgrok.models import resnet, transformer
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 EVAL_KEYS = ("val_loss", "val_acc", "weight_norm")
@@ -75,6 +78,8 @@ class Program:
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
     window_max: int
+    kind: str = "classify"  # "classify" (cross-entropy, accuracy) or "regress" (MSE of log2 h; task mheight)
+    n_groups: int = 1  # regress: code groups; rows come in n_groups blocks of n_pairs / n_groups
 
     @property
     def groups(self) -> list[str]:
@@ -99,7 +104,10 @@ _MODEL_CACHE: dict = {}
 def _model(prog: Program):
     key = (prog.cfg.model, prog.n_vocab, prog.n_out)
     if key not in _MODEL_CACHE:
-        _MODEL_CACHE[key] = transformer.abstract(*key)
+        if prog.cfg.model.kind == "resnet":  # n_vocab is the regressor's input width
+            _MODEL_CACHE[key] = resnet.abstract(prog.cfg.model, prog.n_vocab)
+        else:
+            _MODEL_CACHE[key] = transformer.abstract(*key)
     return _MODEL_CACHE[key]
 
 
@@ -110,6 +118,22 @@ def _xent(logits_BxV, y_B, w_B):
     correct = (jnp.argmax(logits_BxV, axis=-1) == y_B).astype(jnp.float32)
     total = jnp.sum(w_B)
     return jnp.sum(nll * w_B) / total, jnp.sum(correct * w_B) / total
+
+
+def _mse(pred_B, y_B, w_B):
+    """Weighted mean squared error of log2 h; NaN stands in for the accuracy a regression does not have."""
+    return jnp.sum(jnp.square(pred_B - y_B) * w_B) / jnp.sum(w_B), jnp.float32(jnp.nan)
+
+
+def regression_perm(prog: Program, split_key):
+    """int32[n_pairs]: the training rows (``n_train / n_groups`` drawn from every group's block), then the
+    validation rows (the rest of every block), each in group order. Group g's block is permuted with
+    ``fold_in(split_key, g)``."""
+    G = prog.n_groups
+    per, tr = prog.n_pairs // G, prog.n_train // G
+    keys = jax.vmap(lambda g: jax.random.fold_in(split_key, g))(jnp.arange(G))
+    perm_GxP = jax.vmap(lambda k: jax.random.permutation(k, per))(keys) + per * jnp.arange(G)[:, None]
+    return jnp.concatenate([perm_GxP[:, :tr].reshape(-1), perm_GxP[:, tr:].reshape(-1)]).astype(jnp.int32)
 
 
 def global_norm(params):
@@ -131,7 +155,10 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
-    perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
+    if prog.kind == "regress":
+        perm = regression_perm(prog, split_key)
+    else:
+        perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
     return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32))
 
 
@@ -160,8 +187,10 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     idx, w = _batch(prog, state.perm, hp.order_seed, step)
     x, y = inputs[idx], targets[idx]
 
+    objective = _mse if prog.kind == "regress" else _xent
+
     def loss_fn(params):
-        loss, acc = _xent(apply(prog, params, x), y, w)
+        loss, acc = objective(apply(prog, params, x), y, w)
         return loss, acc
 
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -180,7 +209,8 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
 
 
 def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
-    """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch."""
+    """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch (for a
+    regression: mean squared error of log2 h, and an accuracy of 0 that the caller drops)."""
     inputs, targets = data
     size = min(prog.cfg.train.eval_batch, count)
     n_slices = -(-count // size)
@@ -190,6 +220,9 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
 
     def body(carry, xs):
         i, wi = xs
+        if prog.kind == "regress":
+            err = jnp.square(apply(prog, params, inputs[i]) - targets[i])
+            return (carry[0] + jnp.sum(err * wi), carry[1]), None
         logits = apply(prog, params, inputs[i])
         logp = jax.nn.log_softmax(logits)
         nll = -jnp.take_along_axis(logp, targets[i][:, None], axis=-1)[:, 0]
@@ -208,6 +241,8 @@ def evaluate(prog: Program, data, state: RunState) -> dict:
     if prog.cfg.train.eval_train:
         out["train_full_loss"], out["train_full_acc"] = _split_metrics(
             prog, state.params, state.perm, 0, prog.n_train, data)
+    if prog.kind == "regress":
+        out = {k: v for k, v in out.items() if not k.endswith("_acc")}
     out["weight_norm"] = global_norm(state.params)
     out.update(group_norms(prog, state.params))
     return out
@@ -217,6 +252,8 @@ def eval_keys(prog: Program) -> list[str]:
     keys = ["val_loss", "val_acc"]
     if prog.cfg.train.eval_train:
         keys += ["train_full_loss", "train_full_acc"]
+    if prog.kind == "regress":
+        keys = [k for k in keys if not k.endswith("_acc")]
     return keys + ["weight_norm"] + [f"norm/{g}" for g in prog.groups]
 
 

@@ -17,6 +17,17 @@ Definitions (per run, from the curves at eval steps):
                      evaluation before it diverged)
   diverged_step      0-based index of the update whose loss or parameters were not finite; empty if none
   stderr (final_info.json) = population std / n, as the AI-Scientist template computes it
+
+A regression scan (task mheight) has no accuracies: metrics.npz holds no train_acc / val_acc / step_acc (it holds
+``updates_per_epoch`` [], ceil(n_train / batch_size), instead), and
+summary.csv has REGRESSION_COLUMNS instead, with
+  drop_step          eval step (update count) of the sudden val-loss drop found by jgrok.analysis.drop.detect
+                     (its module docstring defines it); empty if the run has none
+  drop_epoch         drop_step / updates per epoch (ceil(n_train / batch_size)); empty if none
+  dropped            1 if a drop was found, else 0
+  drop_factor        how many times the smoothed val loss fell over the detector's window; empty if none
+  min_val_loss       the smallest val loss of any evaluation
+  (losses are mean squared errors of log2 h)
 """
 
 from __future__ import annotations
@@ -32,9 +43,17 @@ from jgrok import grid as grid_mod
 
 THRESHOLD = 0.99
 FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "step_val_acc_99")
+REGRESSION_FINAL_KEYS = ("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped")
 SUMMARY_COLUMNS = ("run",) + grid_mod.COLUMNS + (
     "lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
     "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm", "diverged_step")
+REGRESSION_COLUMNS = ("run",) + grid_mod.COLUMNS + (
+    "lanes", "drop_step", "drop_epoch", "dropped", "drop_factor", "final_train_loss", "final_val_loss",
+    "min_val_loss", "final_weight_norm", "diverged_step")
+
+
+def is_regression(summary: list[dict]) -> bool:
+    return bool(summary) and "drop_step" in summary[0]
 
 
 def first_step_above(curve_RxE: np.ndarray, eval_step_E: np.ndarray, budget: int, threshold: float = THRESHOLD):
@@ -70,6 +89,29 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
     return out
 
 
+def summarize_regression(rows: list[dict], metrics: dict, eval_step: np.ndarray, per_epoch: int, lanes: int,
+                         diverged_step: np.ndarray) -> list[dict]:
+    """One row of REGRESSION_COLUMNS per run (definitions in the module docstring)."""
+    from jgrok.analysis import drop
+
+    step, found, factor = drop.detect(metrics["val_loss"], metrics["train_loss"], eval_step)
+    finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "weight_norm")}
+    with np.errstate(all="ignore"):
+        min_val = np.nanmin(np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.inf), axis=1)
+    out = []
+    for i, r in enumerate(rows):
+        d = {c: r[c] for c in ("run",) + grid_mod.COLUMNS}
+        d.update(lanes=lanes, dropped=int(found[i]), drop_step=int(step[i]) if found[i] else "",
+                 drop_epoch=float(step[i] / per_epoch) if found[i] else "",
+                 drop_factor=float(factor[i]) if found[i] else "")
+        for k, v in finals.items():
+            d[f"final_{k}"] = float(v[i])
+        d["min_val_loss"] = float(min_val[i]) if np.isfinite(min_val[i]) else float("nan")
+        d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
+        out.append(d)
+    return out
+
+
 def group_label(row: dict, group_axes: list[str]) -> str:
     """The final_info.json key of a run: its task, then the varying non-seed axes, e.g. 'x_div_y|wd=0.1'."""
     parts = [row["task"]] + [f"{a}={row[a]}" for a in group_axes]
@@ -88,17 +130,22 @@ def final_info(summary: list[dict]) -> dict:
     for r in summary:
         groups.setdefault(group_label(r, axes), []).append(r)
     out = {}
+    keys = REGRESSION_FINAL_KEYS if is_regression(summary) else FINAL_KEYS
     for label, members in groups.items():
-        d = {k: [_num(m[k]) for m in members] for k in FINAL_KEYS}
+        d = {k: [_num(m[k]) for m in members] for k in keys}
+        # empty cells (e.g. drop_epoch of a run without a drop) are None here and left out of mean and stderr
+        present = {k: [x for x in v if x is not None] for k, v in d.items()}
         out[label] = {
-            "means": {f"{k}_mean": _num(np.mean(v)) for k, v in d.items()},
-            "stderrs": {f"{k}_stderr": _num(np.std(v) / len(v)) for k, v in d.items()},
+            "means": {f"{k}_mean": _num(np.mean(v)) if v else None for k, v in present.items()},
+            "stderrs": {f"{k}_stderr": _num(np.std(v) / len(v)) if v else None for k, v in present.items()},
             "final_info_dict": d,
         }
     return out
 
 
 def _num(x):
+    if isinstance(x, str) and x == "":
+        return None
     x = float(x)
     return None if math.isnan(x) else (int(x) if x.is_integer() and abs(x) < 2**53 else x)
 
@@ -108,18 +155,19 @@ def write(out: Path, cfg_text: str, rows: list[dict], metrics: dict, eval_step: 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(cfg_text)
     arrays = {"run": np.array([r["run"] for r in rows]), "eval_step": eval_step, "step_loss": step_loss,
-              "step_acc": step_acc, **metrics}
+              **({} if step_acc is None else {"step_acc": step_acc}), **metrics}
     _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
     write_summary(out / "summary.csv", summary)
     (out / "final_info.json").write_text(json.dumps(final_info(summary), indent=1))
 
 
 def write_summary(path: Path, summary: list[dict]) -> None:
+    columns = REGRESSION_COLUMNS if is_regression(summary) else SUMMARY_COLUMNS
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in summary:
-            w.writerow({k: r[k] for k in SUMMARY_COLUMNS})
+            w.writerow({k: r[k] for k in columns})
 
 
 def read_summary(path: Path) -> list[dict]:
@@ -135,7 +183,10 @@ def _atomic(path: Path, write_fn) -> None:
 
 
 def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
-    """The end-of-scan report: per group, quantiles of steps to 99% val acc and the share that reached it."""
+    """The end-of-scan report: per group, quantiles of steps to 99% val acc and the share that reached it (for a
+    regression: of the epoch of the val-loss drop, and the share of runs with one)."""
+    if is_regression(summary):
+        return _drop_lines(summary, top)
     axes = group_axes(summary)
     groups: dict[str, list[dict]] = {}
     for r in summary:
@@ -160,6 +211,32 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
     return lines
 
 
+def _drop_lines(summary: list[dict], top: int) -> list[str]:
+    axes = group_axes(summary)
+    groups: dict[str, list[dict]] = {}
+    for r in summary:
+        groups.setdefault(group_label(r, axes), []).append(r)
+    lines = []
+    for label, members in groups.items():
+        n = len(members)
+        hit = [m for m in members if int(m["dropped"])]
+        vals = np.array([float(m["final_val_loss"]) for m in members])
+        head = (f"{label}: {len(hit)}/{n} runs had a sudden val-loss drop; final val loss (MSE of log2 h) "
+                f"median {np.nanmedian(vals):.4g}" if np.isfinite(vals).any() else
+                f"{label}: {len(hit)}/{n} runs had a sudden val-loss drop")
+        div = sum(1 for m in members if m["diverged_step"] != "")
+        lines.append(head + (f", {div} diverged" if div else ""))
+        if hit:
+            ep = np.array([float(m["drop_epoch"]) for m in hit])
+            q = np.percentile(ep, [10, 50, 90])
+            lines.append("  drop epoch among them: p10 {:.0f}  median {:.0f}  p90 {:.0f}".format(*q))
+            first = sorted(hit, key=lambda m: (float(m["drop_epoch"]), int(m["run"])))[:top]
+            lines.append("  earliest drops: " + ", ".join(
+                f"run {m['run']} (seed {m['seed']}) at epoch {float(m['drop_epoch']):.0f} "
+                f"(x{float(m['drop_factor']):.3g})" for m in first))
+    return lines
+
+
 def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Concatenate the programs' results in run-id order."""
     rows = [r for d in done for r in d.rows]
@@ -175,7 +252,17 @@ def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndar
 def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
     """Write metrics.npz, summary.csv, final_info.json (and config.yaml) for finished programs."""
     rows, metrics, eval_step, step_loss, step_acc, diverged, lanes = merge(done)
-    budget = done[0].prog.cfg.train.steps
+    prog = done[0].prog
+    if prog.kind == "regress":  # no accuracies: leave the all-NaN accuracy arrays out
+        from jgrok import config as config_mod
+
+        metrics = {k: v for k, v in metrics.items() if not k.endswith("_acc")}
+        per_epoch = config_mod.updates_per_epoch(prog.cfg.train, prog.n_train)
+        summary = summarize_regression(rows, metrics, eval_step, per_epoch, lanes, diverged)
+        metrics["updates_per_epoch"] = np.array(per_epoch)
+        write(out, cfg_text, rows, metrics, eval_step, step_loss, None, summary)
+        return summary
+    budget = prog.cfg.train.steps
     summary = summarize(rows, metrics, eval_step, budget, lanes, diverged)
     write(out, cfg_text, rows, metrics, eval_step, step_loss, step_acc, summary)
     return summary

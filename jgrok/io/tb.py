@@ -64,6 +64,8 @@ class Logger:
                 if not idx:
                     continue
                 for k in METRICS:
+                    if k not in values:  # regression scans have no accuracies
+                        continue
                     x = values[k][idx, j]
                     x = x[np.isfinite(x)]
                     if len(x) == 0:
@@ -73,6 +75,8 @@ class Logger:
                     w.add_scalar(f"{label}/{k}/q10", float(np.quantile(x, 0.1)), step)
                     w.add_scalar(f"{label}/{k}/q90", float(np.quantile(x, 0.9)), step)
             for k in HIST:
+                if k not in values:
+                    continue
                 x = values[k][:, j]
                 x = x[np.isfinite(x)]
                 if len(x):
@@ -81,6 +85,8 @@ class Logger:
                 if run not in pos:
                     continue
                 for k in METRICS:
+                    if k not in values:
+                        continue
                     v = values[k][pos[run], j]
                     if np.isfinite(v):
                         w.add_scalar(f"run_{run}/{k}", float(v), step)
@@ -98,7 +104,9 @@ class Logger:
                     continue
                 hp = {k: r[k] for k in ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale",
                                         "optimizer", "filter")}
-                final = {f"hparam/{k}": float(s[k]) for k in ("final_val_acc", "final_val_loss", "step_val_acc_99")}
+                final = {f"hparam/{k}": float(s[k]) for k in ("final_val_acc", "final_val_loss", "step_val_acc_99",
+                                                             "min_val_loss", "drop_epoch")
+                         if s.get(k, "") != ""}
                 self.writer.add_hparams(hp, final, name=f"run_{r['run']}")
         self.writer.close()
         self.pool.shutdown()

@@ -1,0 +1,75 @@
+"""The m-height regressor: a residual MLP (Flax NNX) that predicts y = log2 h_m(C) of a code from its features.
+
+Forward pass, width D, L blocks, input features x of size F (see :mod:`jgrok.tasks.mheight_task`)::
+
+    x_BxD = input(x_BxF)                                  Linear F -> D
+    x_BxD = x_BxD + relu(LN_i(block_i(x_BxD)))            i = 0 .. L-1, block_i Linear D -> D
+    z_B   = head(x_BxD)                                   Linear D -> 1
+    y_B   = log2(1 + softplus(z_B))    (output "h":     the height h = 1 + softplus(z) >= 1)
+          = softplus(z_B)              (output "log2h": log2 h = softplus(z) >= 0)
+
+Either way the predicted height is >= 1 (the smallest possible m-height), and the loss is the MSE of y against
+log2 h. Output "h" is the issue's parameterisation; "log2h" keeps dy/dz near 1 for large heights.
+Parameters: (F + 1) D + L (D^2 + 3 D) + D + 1 (24,513 for F = 46, D = 64, L = 5).
+
+Parameter layout (kernels ``[in, out]``, the transpose of torch's ``weight``)::
+
+    input/{kernel [F, D], bias [D]}
+    blocks/i/linear/{kernel [D, D], bias [D]}    blocks/i/norm/{scale, bias} [D]
+    head/{kernel [D, 1], bias [1]}
+
+Layer groups for :mod:`jgrok.init`: ``input``, ``block{i}`` (the block's Linear), ``norms`` (every LayerNorm),
+``head``. The module's own initialisers are never used: jgrok.init fills the parameters (PyTorch's default
+U(+-1/sqrt(fan_in)) for every Linear weight and bias; LayerNorm 1 / 0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+LN_EPS = 1e-5  # torch.nn.LayerNorm default
+OUTPUTS = ("h", "log2h")
+
+
+def n_params(n_features: int, width: int, blocks: int) -> int:
+    """The parameter count of the formula in the module docstring."""
+    D = width
+    return (n_features + 1) * D + blocks * (D * D + 3 * D) + D + 1
+
+
+class Block(nnx.Module):
+    def __init__(self, d: int, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(d, d, rngs=rngs)
+        self.norm = nnx.LayerNorm(d, epsilon=LN_EPS, rngs=rngs)
+
+    def __call__(self, x_BxD):
+        return x_BxD + jax.nn.relu(self.norm(self.linear(x_BxD)))
+
+
+class ResNet(nnx.Module):
+    def __init__(self, n_features: int, width: int, blocks: int, output: str, rngs: nnx.Rngs):
+        if output not in OUTPUTS:
+            raise ValueError(output)
+        self.output = output
+        self.input = nnx.Linear(n_features, width, rngs=rngs)
+        self.blocks = nnx.List([Block(width, rngs) for _ in range(blocks)])
+        self.head = nnx.Linear(width, 1, rngs=rngs)
+
+    def __call__(self, x_BxF):
+        """Predicted log2 h, ``[B]`` (>= 0)."""
+        x_BxD = self.input(x_BxF)
+        for block in self.blocks:
+            x_BxD = block(x_BxD)
+        z_B = self.head(x_BxD)[:, 0]
+        if self.output == "h":
+            return jnp.log2(1.0 + jax.nn.softplus(z_B))
+        return jax.nn.softplus(z_B)
+
+
+def abstract(cfg, n_features: int):
+    """(graphdef, shapes) without allocating; cfg is a jgrok.config.ModelConfig with kind 'resnet'."""
+    model = nnx.eval_shape(lambda: ResNet(n_features, cfg.width, cfg.blocks, cfg.output, nnx.Rngs(0)))
+    graphdef, state = nnx.split(model, nnx.Param)
+    return graphdef, nnx.to_pure_dict(state)
