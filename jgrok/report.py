@@ -72,8 +72,30 @@ def distribution_table(summary_rows: list[dict], group_keys: list[str]) -> str:
     return _table(head, body)
 
 
+def build_regression_report(out_dir) -> Path:
+    """report.md of a regression scan (task mheight): per group the share of runs with a sudden val-loss drop, the
+    quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.analysis.drop)."""
+    from jgrok.io import results
+
+    out = Path(out_dir)
+    paths = plots.plot_regression(out)
+    summary = results.read_summary(out / "summary.csv")
+    lines = ["# m-height regression scan", "",
+             "Losses are mean squared errors of log2 h. A run's drop is the sudden val-loss drop found by "
+             "`jgrok.analysis.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
+             "at least a factor 2, after the train loss plateaued); drop epoch = its update step / updates per epoch.",
+             "", "```", *results.distribution_lines(summary, 0), "```", "", "## Figures", ""]
+    lines += [f"![{p.stem}](plots/{p.name})" for p in paths]
+    path = out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def build_report(out_dir, runs=None) -> Path:
     """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path."""
+    summary = Path(out_dir) / "summary.csv"
+    if summary.is_file() and "drop_step" in summary.read_text().split("\n", 1)[0].split(","):
+        return build_regression_report(out_dir)
     scan = plots.load_scan(out_dir)
     paths = plots.plot_scan(scan, runs)
     rows, keys = scan.rows, plots.group_keys(scan.rows)
