@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from flax import nnx
 
 from jgrok import config, engine, grid, init, scan, train
@@ -27,14 +28,18 @@ def data_path(tmp_path_factory):
     return str(path)
 
 
-def tiny(data_path, **grid_axes):
-    cfg = config.from_dict({
+def tiny_dict(data_path):
+    return {
         "task": {"name": "mheight", "data": data_path, "train_per_group": 12, "val_per_group": 8},
         "model": {"kind": "resnet", "width": 8, "blocks": 2},
         "optim": {"lr": 1e-2, "wd": 0.01, "warmup": 0, "b2": 0.999},
         "train": {"sampling": "epochs", "batch_size": 16, "epochs": 8, "eval_every_epochs": 2},
         "engine": {"chunk": 16},
-    })
+    }
+
+
+def tiny(data_path, **grid_axes):
+    cfg = config.from_dict(tiny_dict(data_path))
     return config.with_grid(cfg, **grid_axes) if grid_axes else cfg
 
 
@@ -170,9 +175,11 @@ def test_cli_dry_run_prints_the_parameter_count(data_path, capsys):
 
 def test_cli_scan_writes_regression_results(data_path, tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["--config", "mheight_tiny", "--set", f"task.data={data_path}", "--set", "task.train_per_group=12",
-            "--set", "task.val_per_group=8", "--set", "model.width=8", "--set", "train.batch_size=16",
-            "--epochs", "8", "--seeds", "0:2", "--wd", "0.01", "--quiet", "--out", str(out)]
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(tiny_dict(data_path)))
+    # the same program and lane width as `full`: the compiled chunk is shared
+    args = ["--config", str(cfg_file), "--seeds", "0:2", "--wd", "0.01", "--wave-size", "4", "--quiet", "--out",
+            str(out)]
     assert scan.main(args) == 0
     err = capsys.readouterr().err
     assert "0 infinite-height codes excluded" in err
@@ -185,6 +192,7 @@ def test_cli_scan_writes_regression_results(data_path, tmp_path, capsys):
                                               "dropped")}
     with np.load(out / "metrics.npz") as z:
         assert "val_acc" not in z.files and "step_acc" not in z.files and int(z["updates_per_epoch"]) == 3
+        assert z["step_loss"].shape == (2, 24) and list(z["eval_step"]) == [6, 12, 18, 24]
     assert {p.name for p in (out / "plots").iterdir()} == {"loss_mheight.png", "val_loss_runs_mheight.png",
                                                            "weight_norm_mheight.png"}
 
