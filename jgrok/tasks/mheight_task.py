@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import os
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -168,12 +169,20 @@ def _generate_cache(tcfg, path: Path) -> None:
     total = count * len(mheight.GROUPS)
     print(f"mheight: generating {total:,} codes (seed {tcfg.gen_seed}) into {path} ...", file=sys.stderr)
 
-    def progress(g, group, done):
-        sys.stderr.write(f"\r  group {g + 1}/{len(mheight.GROUPS)} {group}: {done}/{count} codes   ")
+    tty, last = sys.stderr.isatty(), [0.0]
+
+    def progress(g, group, done):  # one redrawn line on a terminal (at most 5 per second), else a line per group
+        now = time.monotonic()
+        if tty and (now - last[0] >= 0.2 or done == count):
+            last[0] = now
+            sys.stderr.write(f"\r  group {g + 1}/{len(mheight.GROUPS)} {group}: {done}/{count} codes   ")
+        elif not tty and done == count:
+            sys.stderr.write(f"  group {g + 1}/{len(mheight.GROUPS)} {group}: {count} codes\n")
         sys.stderr.flush()
 
     data = mheight.generate(list(mheight.GROUPS), count, tcfg.gen_seed, integer=tcfg.integer, progress=progress)
-    sys.stderr.write("\n")
+    if tty:
+        sys.stderr.write("\n")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
