@@ -106,7 +106,8 @@ def groups(shapes) -> list[str]:
     for leaf in sorted(leaves(shapes), key=lambda l: l.index):
         if leaf.group not in names:
             names.append(leaf.group)
-    key = lambda g: (0, g) if g in ("embedding", "position", "input") else (2, g) if g in ("norms", "head") else (1, g)  # noqa
+    first = ("embedding", "position", "input")
+    key = lambda g: (0, g) if g in first else (2, g) if g in ("norms", "head") else (1, g)  # noqa
     return sorted(names, key=key)
 
 

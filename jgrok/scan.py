@@ -98,8 +98,10 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"epochs": "train.epochs", "tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
+FIELD_FLAGS = {"tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
                "precision": "train.precision", "wave_size": "engine.wave_size"}
+# --epochs counts shuffled epochs instead of updates; applied first, so that --epochs 0 --steps N works
+FIELD_FLAGS = {"epochs": "train.epochs", **FIELD_FLAGS}
 
 
 def resolve(args) -> config_mod.Config:

@@ -130,8 +130,9 @@ class Table:
             where = str(self.path)
             n_inf = self._arrays[2] if loaded else self.n_infinite
             skipped = f"{n_inf} infinite-height codes excluded"
-        return (f"{len(self.groups)} groups x ({self.n_train_per_group} train + {self.per_group - self.n_train_per_group}"
-                f" val) codes = {self.n_train} train, {self.n_val} val; {skipped}; data {where}")
+        n_val = self.per_group - self.n_train_per_group
+        return (f"{len(self.groups)} groups x ({self.n_train_per_group} train + {n_val} val) codes = "
+                f"{self.n_train} train, {self.n_val} val; {skipped}; data {where}")
 
 
 def _read(path: Path, keys) -> dict:
