@@ -123,4 +123,5 @@ def hyper(prog: Program, rows: list[dict]) -> Hyper:
         order_seed=col("order_seed", np.int32),
         seed_G=np.repeat(seeds[:, None], G, axis=1),
         scheme_G=np.repeat(schemes[:, None], G, axis=1),
+        perturb=np.array([r.get("perturb", 0) for r in rows], np.int32),  # chaos floor: jgrok.init.perturb_ulp
     )

@@ -52,6 +52,7 @@ class Hyper(NamedTuple):
     order_seed: Any
     seed_G: Any  # [G] model seed of each layer group
     scheme_G: Any  # [G] index into Program.schemes per layer group
+    perturb: Any  # chaos-floor perturbation index: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
 
 
 class RunState(NamedTuple):
@@ -129,6 +130,7 @@ def group_norms(prog: Program, params) -> dict:
 def init_run(prog: Program, hp: Hyper) -> RunState:
     _, shapes = _model(prog)
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
+    params = init_mod.perturb_ulp(params, hp.perturb)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
     perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
