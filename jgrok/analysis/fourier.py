@@ -119,3 +119,37 @@ def run_measures(prog, params, perm, n_key: int = 5, batch: int = 32) -> dict:
         sl = slice(i, min(i + batch, R))
         parts.append(jax.device_get(fn(jax.tree.map(lambda x: x[sl], params), perm[sl])))
     return {k: np.concatenate([np.asarray(q[k]) for q in parts]) for k in parts[0]}
+
+
+def checkpoint_measures(out, cfg, rows: list[dict], run_ids: list[int], n_key: int = 5) -> list[dict]:
+    """Measures of the chosen runs at every checkpoint step kept in OUT/checkpoints/ (x_plus_y programs only):
+    one dict per (run, step) with run, step, keys, norms and the losses."""
+    from pathlib import Path
+
+    import orbax.checkpoint as ocp
+
+    from jgrok import engine, grid
+    from jgrok.io import checkpoint
+    from jgrok.io import load as load_mod
+
+    found = []
+    for i, (prog, table, members) in enumerate(grid.programs(cfg, rows)):
+        ids = [r["run"] for r in members]
+        want = [j for j, rid in enumerate(ids) if rid in set(run_ids)]
+        if prog.cfg.task.name != "x_plus_y" or not want:
+            continue
+        mngr = checkpoint.manager(Path(out), i)
+        init_fn, _ = engine._compiled(prog, 1)
+        abstract = jax.eval_shape(init_fn, grid.hyper(prog, members[:1]))
+        like = [np.zeros((len(members),) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
+        like_tree = load_mod._like(like, {"run": np.array(ids, np.int64)}, prog, len(members))
+        for step in sorted(mngr.all_steps()):
+            tree = mngr.restore(step, args=ocp.args.StandardRestore(like_tree))
+            leaves = [np.asarray(tree["state"][f"leaf_{j:04d}"])[want] for j in range(len(like))]
+            state = jax.tree.unflatten(jax.tree.structure(abstract), leaves)
+            m = run_measures(prog, state.params, np.asarray(state.perm), n_key)
+            for j, w in enumerate(want):
+                found.append(dict(run=ids[w], step=int(step), keys=[int(k) for k in m["keys"][j]],
+                                  norms=m["norms"][j], **{k: float(m[k][j]) for k in
+                                                          ("restricted_loss", "excluded_loss", "train_loss", "loss")}))
+    return found
