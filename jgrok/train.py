@@ -76,6 +76,9 @@ class Program:
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
     window_max: int
+    # init.from_run: parameters (numpy pytree) that replace the initial values of start_groups in every run
+    start_params: Any = dataclasses.field(default=None, compare=False, repr=False)
+    start_groups: tuple[str, ...] = ()
 
     @property
     def groups(self) -> list[str]:
@@ -130,6 +133,11 @@ def group_norms(prog: Program, params) -> dict:
 def init_run(prog: Program, hp: Hyper) -> RunState:
     _, shapes = _model(prog)
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
+    if prog.start_params is not None:  # trained values, taken as they are (init_scale does not apply to them)
+        groups = init_mod.leaf_groups(shapes)
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, p, s: jnp.asarray(s, p.dtype) if groups[init_mod.path_str(path)] in prog.start_groups else p,
+            params, prog.start_params)
     params = init_mod.perturb_ulp(params, hp.perturb)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
