@@ -154,6 +154,34 @@ def test_fourier_measures_on_a_hand_built_solution():
 # ------------------------------------------------------------------------------------------- chimeras
 
 
+def test_chimera_builder_takes_exactly_the_intended_tensors():
+    cfg = tiny(seed=[3, 7], init=["default", "xavier_uniform"])
+    rows = grid.expand(cfg)
+    fast = next(r for r in rows if r["seed"] == 3 and r["init"] == "default")
+    slow = next(r for r in rows if r["seed"] == 7 and r["init"] == "xavier_uniform")
+    chimera.check_parents(fast, slow)
+    prog = grid.programs(cfg, rows)[0][0]
+    groups = list(prog.groups)
+    G = len(groups)
+    masks = [0, 2 ** G - 1, 0b000001, 0b100000, 0b101010, 0b010101]
+    chim = [r for r in chimera.chimera_rows(fast, slow, groups, [(5, 5)]) if r["mask"] in masks]
+    assert len(chimera.chimera_rows(fast, slow, groups, [(0, 0), (1, 1)])) == 2 ** G * 2
+    init_fn, _ = engine._compiled(prog, cfg.engine.chunk)
+    state = init_fn(grid.hyper(prog, chim + [fast, slow]))
+    flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
+    leaf_group = init_mod.leaf_groups(jax.tree.map(lambda x: x[0], state.params))
+    differs = set()
+    for path, x in flat:
+        g = groups.index(leaf_group[init_mod.path_str(path)])
+        x = np.asarray(x)
+        f, s = x[len(chim)], x[len(chim) + 1]
+        if not np.array_equal(f, s):
+            differs.add(groups[g])
+        for i, r in enumerate(chim):
+            np.testing.assert_array_equal(x[i], f if r["mask"] >> g & 1 else s)
+    assert differs == set(groups) - {"norms"}  # LayerNorms start at 1 / 0 under every seed and scheme
+
+
 def test_factorial_effects_recover_planted_main_effects_and_interactions():
     groups = ["embedding", "position", "block0_attn", "block0_mlp", "norms", "head"]
     G = len(groups)
@@ -180,19 +208,22 @@ def grid_scan(tmp_path_factory):
 
 
 def test_analyze_end_to_end(grid_scan, capsys):
-    code = analyze.main([str(grid_scan), "--bootstrap", "100", "--chaos", "0,4", "--perturbations", "2", "--quiet"])
+    code = analyze.main([str(grid_scan), "--bootstrap", "100", "--chaos", "0,4", "--perturbations", "2",
+                         "--attribute", "0", "1", "--data-seeds", "0", "--quiet"])
     assert code == 0, capsys.readouterr().err
     report = (grid_scan / "analysis" / "report.md").read_text()
     for section in ("## Headline", "## Seed grids", "model seed x data seed", "## Slingshots", "## Chaos floor",
-                    "## Progress measures"):
+                    "## Layer attribution", "Main effects", "## Progress measures"):
         assert section in report
-    for name in ("seed_grid_x_plus_y.png", "seed_rates_x_plus_y.png", "fourier_norms.png"):
+    for name in ("seed_grid_x_plus_y.png", "seed_rates_x_plus_y.png", "fourier_norms.png", "chimera_effects.png"):
         assert (grid_scan / "analysis" / "plots" / name).is_file() and f"plots/{name}" in report
     rows = chaos.read(grid_scan / "analysis" / "chaos.csv")
     assert [(r["source_run"], r["perturb"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (4, 0), (4, 1), (4, 2)]
     summary = {int(r["run"]): int(r["step_val_acc_99"]) for r in scan._typed(
         __import__("jgrok.io.results", fromlist=["x"]).read_summary(grid_scan / "summary.csv"))}
     assert all(r["step_val_acc_99"] == summary[r["source_run"]] for r in rows if r["perturb"] == 0)
+    ch = chimera.read(grid_scan / "analysis" / "chimera.csv")
+    assert ch["steps"].shape == (2 ** len(ch["groups"]), 1) and ch["data"] == [(0, 0)]
     # trained results are never replaced without --overwrite
     assert analyze.main([str(grid_scan), "--chaos", "0", "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err

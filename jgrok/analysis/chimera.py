@@ -34,9 +34,16 @@ def check_parents(fast: dict, slow: dict) -> None:
         if str(fast[k]) != str(slow[k]):
             raise ConfigError(f"Runs {fast['run']} and {slow['run']} differ in {k}; a chimera mixes initial "
                               "parameters only, so choose two runs with the same non-seed settings.")
-    if fast["seed"] == slow["seed"] and fast["init"] == slow["init"]:
+    if (fast["seed"], fast["init"], fast.get("group_seed"), fast.get("group_scheme")) == \
+            (slow["seed"], slow["init"], slow.get("group_seed"), slow.get("group_scheme")):
         raise ConfigError(f"Runs {fast['run']} and {slow['run']} have the same initial parameters (model seed "
                           f"{fast['seed']}, init {fast['init']}); choose runs with different model seeds.")
+
+
+def group_value(row: dict, what: str, group: str):
+    """The seed or scheme a run draws layer group ``group`` with (its own override, else its model seed / init)."""
+    default = row["seed"] if what == "seed" else row["init"]
+    return row.get(f"group_{what}", {}).get(group, default)
 
 
 def chimera_rows(fast: dict, slow: dict, groups: list[str], data_seeds: list[tuple[int, int]]) -> list[dict]:
@@ -46,8 +53,8 @@ def chimera_rows(fast: dict, slow: dict, groups: list[str], data_seeds: list[tup
         pick = [fast if mask >> j & 1 else slow for j in range(len(groups))]
         for split, order in data_seeds:
             row = dict(fast, run=len(out), mask=mask, split_seed=split, order_seed=order,
-                       group_seed={g: p["seed"] for g, p in zip(groups, pick)},
-                       group_scheme={g: p["init"] for g, p in zip(groups, pick)})
+                       group_seed={g: group_value(p, "seed", g) for g, p in zip(groups, pick)},
+                       group_scheme={g: group_value(p, "scheme", g) for g, p in zip(groups, pick)})
             out.append(row)
     return out
 
