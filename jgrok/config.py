@@ -77,6 +77,10 @@ class OptimConfig:
 class InitConfig:
     scheme: str = "default"  # see jgrok.init.SCHEMES
     scale: float = 1.0  # Omnigrok's alpha: every initial parameter is multiplied by it
+    # per-layer-group overrides, "GROUP=seed:N" or "GROUP=scheme:NAME", comma separated (see parse_group_overrides)
+    groups: str = ""
+    # start from a trained run: "OUT:RUN" (every group) or "OUT:RUN:GROUP,GROUP" (those groups only)
+    from_run: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,6 +447,8 @@ def validate(cfg: Config) -> None:
     for scheme in each("init"):
         if scheme not in init_mod.SCHEMES:
             raise ConfigError(f"Init scheme '{scheme}' is unknown; use one of {', '.join(init_mod.SCHEMES)}.")
+    parse_group_overrides(cfg.init.groups)
+    parse_from_run(cfg.init.from_run)
     for s in each("init_scale"):
         if s <= 0:
             raise ConfigError(f"Init scale must be positive, not {s}.")
@@ -478,3 +484,45 @@ def validate(cfg: Config) -> None:
     if "data_seed" in cfg.grid and ("split_seed" in cfg.grid or "order_seed" in cfg.grid):
         raise ConfigError("Give either data seeds or split/order seeds, not both.")
 
+
+
+def parse_group_overrides(text: str) -> dict[str, dict]:
+    """``init.groups`` / ``--init-group``: "head=seed:7,embedding=scheme:orthogonal" ->
+    {"head": {"seed": 7}, "embedding": {"scheme": "orthogonal"}}. Group names are checked against the model
+    later (jgrok.grid), since they depend on the number of layers."""
+    from jgrok import init as init_mod
+
+    out: dict[str, dict] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        group, _, spec = part.partition("=")
+        what, _, value = spec.partition(":")
+        group, what, value = group.strip(), what.strip(), value.strip()
+        if not group or what not in ("seed", "scheme") or not value:
+            raise ConfigError(f"An init group override reads GROUP=seed:N or GROUP=scheme:NAME, not '{part}'.")
+        if what == "seed":
+            if not value.isdigit() or int(value) >= 2**31:
+                raise ConfigError(f"The seed of init group '{group}' must be a whole number in [0, 2^31), not '{value}'.")
+            out.setdefault(group, {})["seed"] = int(value)
+        else:
+            if value not in init_mod.SCHEMES:
+                raise ConfigError(f"Init scheme '{value}' of group '{group}' is unknown; use one of "
+                                  f"{', '.join(init_mod.SCHEMES)}.")
+            out.setdefault(group, {})["scheme"] = value
+    return out
+
+
+def parse_from_run(text: str) -> tuple[str, int, tuple[str, ...]] | None:
+    """``init.from_run`` / ``--init-from``: "OUT:RUN" or "OUT:RUN:GROUP,GROUP" -> (OUT, RUN, groups or ())."""
+    if not text:
+        return None
+    parts = text.rsplit(":", 2)
+    groups: tuple[str, ...] = ()
+    if len(parts) == 3 and not parts[2].strip().isdigit():
+        groups = tuple(g.strip() for g in parts[2].split(",") if g.strip())
+        out, run = parts[0], parts[1]
+    else:
+        out, _, run = text.rpartition(":")
+    if not out or not run.strip().isdigit():
+        raise ConfigError(f"--init-from takes OUT:RUN or OUT:RUN:GROUP,GROUP (a results folder and a run id), "
+                          f"not '{text}'.")
+    return out, int(run), groups

@@ -139,7 +139,8 @@ def _compiled(prog: train.Program, K: int):
     """jit-compiled init and chunk functions, shared by every program with the same static content."""
     c = prog.cfg
     traced = dataclasses.replace(c.train, steps=0, eval_every=0)  # both are traced arguments of the chunk
-    key = (c.task, c.model, c.optim, c.init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
+    init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
+    key = (c.task, c.model, c.optim, init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
            prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)
     if key not in _COMPILED:
         _COMPILED[key] = (train.make_init(prog), train.make_chunk(prog, K))

@@ -20,6 +20,7 @@ import numpy as np
 from jgrok import config as config_mod
 from jgrok import init as init_mod
 from jgrok.tasks import algorithmic, mheight_task
+from jgrok import train as train_mod
 from jgrok.train import Hyper, Program
 
 # product order: outermost first
@@ -34,6 +35,7 @@ FILTERS = ("none", "ema", "ma")
 def expand(cfg: config_mod.Config) -> list[dict]:
     """The runs table: one dict per run with every column of COLUMNS (plus ``run``, its id)."""
     axes = [a for a in AXIS_ORDER if a in cfg.grid]
+    overrides = config_mod.parse_group_overrides(cfg.init.groups)
     rows = []
     for values in itertools.product(*(cfg.grid[a] for a in axes)):
         v = dict(zip(axes, values))
@@ -56,6 +58,9 @@ def expand(cfg: config_mod.Config) -> list[dict]:
             "filter_lambda": base.optim.filter_lambda,
             "filter_window": base.optim.filter_window,
         }
+        for group, spec in overrides.items():
+            for what, value in spec.items():  # group_seed / group_scheme: {group: value}
+                row.setdefault(f"group_{what}", {})[group] = value
         rows.append(row)
     return rows
 
@@ -99,12 +104,16 @@ def programs(cfg: config_mod.Config, rows: list[dict]) -> list[tuple[Program, al
         regress = task == mheight_task.NAME
         table = mheight_task.build(pcfg.task) if regress else algorithmic.build(task, pcfg.task)
         pcfg = config_mod.resolve_epochs(pcfg, table.n_train)  # steps are updates from here on
-        schemes = tuple(s for s in init_mod.SCHEMES if any(r["init"] == s for r in members))
+        used = {r["init"] for r in members} | {s for r in members for s in r.get("group_scheme", {}).values()}
+        schemes = tuple(s for s in init_mod.SCHEMES if s in used)
         filters = tuple(f for f in FILTERS if any(r["filter"] == f for r in members))
         windows = [r["filter_window"] for r in members if r["filter"] == "ma"]
         prog = Program(cfg=pcfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
                        n_train=table.n_train, schemes=schemes, filters=filters, window_max=max(windows, default=1),
                        kind="regress" if regress else "classify", n_groups=len(table.groups) if regress else 1)
+        _check_groups(prog, members)
+        if pcfg.init.from_run:
+            prog = _with_start(prog, pcfg.init.from_run)
         out.append((prog, table, members))
     return out
 
@@ -113,8 +122,10 @@ def hyper(prog: Program, rows: list[dict]) -> Hyper:
     """Per-run arrays ([len(rows)] each; seed_G and scheme_G are [len(rows), G]) for a list of runs."""
     G = len(prog.groups)
     col = lambda k, dt: np.array([r[k] for r in rows], dt)  # noqa: E731
-    seeds = col("seed", np.int32)
-    schemes = np.array([prog.schemes.index(r["init"]) for r in rows], np.int32)
+    names = prog.groups
+    seed_G = np.array([[r.get("group_seed", {}).get(g, r["seed"]) for g in names] for r in rows], np.int32)
+    scheme_G = np.array([[prog.schemes.index(r.get("group_scheme", {}).get(g, r["init"])) for g in names]
+                         for r in rows], np.int32)
     return Hyper(
         lr=col("lr", np.float32),
         wd=col("wd", np.float32),
@@ -125,6 +136,47 @@ def hyper(prog: Program, rows: list[dict]) -> Hyper:
         filter_window=col("filter_window", np.int32),
         split_seed=col("split_seed", np.int32),
         order_seed=col("order_seed", np.int32),
-        seed_G=np.repeat(seeds[:, None], G, axis=1),
-        scheme_G=np.repeat(schemes[:, None], G, axis=1),
+        seed_G=seed_G.reshape(len(rows), G),
+        scheme_G=scheme_G.reshape(len(rows), G),
+        perturb=np.array([r.get("perturb", 0) for r in rows], np.int32),  # chaos floor: jgrok.init.perturb_ulp
     )
+
+
+def _check_groups(prog: Program, rows: list[dict]) -> None:
+    names = prog.groups
+    for r in rows:
+        for what in ("group_seed", "group_scheme"):
+            for g in r.get(what, {}):
+                if g not in names:
+                    raise config_mod.ConfigError(f"Init group '{g}' does not exist in this model; its groups are "
+                                                 f"{', '.join(names)}.")
+
+
+_STARTS: dict = {}
+
+
+def _with_start(prog: Program, spec: str) -> Program:
+    """The program whose runs start from the final parameters of another scan's run (``init.from_run``)."""
+    import dataclasses
+
+    import jax
+
+    from jgrok.io import load as load_mod
+
+    out, run, groups = config_mod.parse_from_run(spec)
+    for g in groups:
+        if g not in prog.groups:
+            raise config_mod.ConfigError(f"Init group '{g}' does not exist in this model; its groups are "
+                                         f"{', '.join(prog.groups)}.")
+    if (out, run) not in _STARTS:
+        _STARTS[(out, run)] = load_mod.final_params(out, run)
+    params = _STARTS[(out, run)]
+    _, shapes = train_mod._model(prog)
+    want = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+    have = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
+    if want != have:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))[0]
+        raise config_mod.ConfigError(
+            f"Run {run} of {out} has parameters of another shape ({diff}: {have.get(diff)} there, {want.get(diff)} "
+            f"here); --init-from needs a model of the same shape and vocabulary.")
+    return dataclasses.replace(prog, start_params=params, start_groups=groups or tuple(prog.groups))

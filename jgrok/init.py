@@ -187,3 +187,22 @@ def init_params(shapes, seed_G, scheme_G, scale, schemes: tuple[str, ...]):
 def leaf_groups(shapes) -> dict[str, str]:
     """path -> layer group, for analysis code that works on saved parameters."""
     return {leaf.path: leaf.group for leaf in leaves(shapes)}
+
+
+PURPOSE_PERTURB = 3  # key purpose of the chaos-floor perturbation (see jgrok.train for the others)
+
+
+def perturb_ulp(params, k):
+    """Perturbation ``k`` of initial parameters by rounding-level noise: for k = 0 the parameters unchanged; for
+    k > 0 every float32 entry moved by exactly one ulp, up or down (``jnp.nextafter`` towards +inf or -inf), with a
+    sign pattern drawn from ``fold_in(fold_in(key(k), PURPOSE_PERTURB), leaf)``. It depends only on k and the
+    tensor's position, never on the run's seeds, so perturbation k of two runs flips the same entries the same way.
+    """
+    flat, treedef = jax.tree_util.tree_flatten(params)
+    out = []
+    for i, x in enumerate(flat):
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(k), PURPOSE_PERTURB), i)
+        up = jax.random.bernoulli(key, 0.5, x.shape)
+        moved = jnp.nextafter(x, jnp.where(up, jnp.inf, -jnp.inf).astype(x.dtype))
+        out.append(jnp.where(k > 0, moved, x))
+    return jax.tree_util.tree_unflatten(treedef, out)

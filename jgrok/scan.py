@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--lr", help="learning rates (comma list)")
     a("--init", help="init schemes (comma list): default, xavier_uniform, ...")
     a("--init-scale", help="initial-parameter multipliers (comma list)")
+    a("--init-group", metavar="GROUP=seed:N|scheme:NAME,...",
+      help="per-layer-group init overrides, e.g. head=seed:7,embedding=scheme:orthogonal (groups: see README)")
+    a("--init-from", metavar="OUT:RUN[:GROUP,...]",
+      help="start every run from the final parameters of run RUN of the scan in OUT (all groups or those named)")
     a("--optimizer", help="optimisers (comma list): adamw, adam_l2, sgd")
     a("--filter", help="Grokfast gradient filters (comma list): none, ema, ma")
     a("--filter-alpha", help="EMA filter alpha values (comma list)")
@@ -98,7 +102,7 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
+FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
                "precision": "train.precision", "wave_size": "engine.wave_size"}
 # --epochs counts shuffled epochs instead of updates; applied first, so that --epochs 0 --steps N works
 FIELD_FLAGS = {"epochs": "train.epochs", **FIELD_FLAGS}

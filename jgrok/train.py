@@ -55,6 +55,7 @@ class Hyper(NamedTuple):
     order_seed: Any
     seed_G: Any  # [G] model seed of each layer group
     scheme_G: Any  # [G] index into Program.schemes per layer group
+    perturb: Any  # chaos-floor perturbation index: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
 
 
 class RunState(NamedTuple):
@@ -78,6 +79,9 @@ class Program:
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
     window_max: int
+    # init.from_run: parameters (numpy pytree) that replace the initial values of start_groups in every run
+    start_params: Any = dataclasses.field(default=None, compare=False, repr=False)
+    start_groups: tuple[str, ...] = ()
     kind: str = "classify"  # "classify" (cross-entropy, accuracy) or "regress" (MSE of log2 h; task mheight)
     n_groups: int = 1  # regress: code groups; rows come in n_groups blocks of n_pairs / n_groups
 
@@ -153,6 +157,12 @@ def group_norms(prog: Program, params) -> dict:
 def init_run(prog: Program, hp: Hyper) -> RunState:
     _, shapes = _model(prog)
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
+    if prog.start_params is not None:  # trained values, taken as they are (init_scale does not apply to them)
+        groups = init_mod.leaf_groups(shapes)
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, p, s: jnp.asarray(s, p.dtype) if groups[init_mod.path_str(path)] in prog.start_groups else p,
+            params, prog.start_params)
+    params = init_mod.perturb_ulp(params, hp.perturb)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
     if prog.kind == "regress":

@@ -15,6 +15,20 @@ from jgrok.errors import ConfigError
 def load(out, run: int):
     """(model, config, step): the NNX model of run ``run`` with the parameters of the newest checkpoint (the final
     parameters of a finished scan), that run's single-run config, and the number of updates behind them."""
+    from jgrok import engine
+
+    prog, params, single, step = _restore(out, run)
+    graphdef, _ = engine.train._model(prog)
+    return nnx.merge(graphdef, params), single, step
+
+
+def final_params(out, run: int):
+    """The parameters (a pytree of numpy arrays) of run ``run`` in its newest checkpoint; what ``--init-from
+    OUT:RUN`` starts from."""
+    return jax.tree.map(np.asarray, _restore(out, run)[1])
+
+
+def _restore(out, run: int):
     from jgrok import engine, grid
     from jgrok.io import checkpoint
 
@@ -43,11 +57,10 @@ def load(out, run: int):
         step, tree = restored
         leaves = [tree["state"][f"leaf_{j:04d}"][ids.index(run)] for j in range(len(like))]
         state = jax.tree.unflatten(jax.tree.structure(abstract), leaves)
-        graphdef, _ = engine.train._model(prog)
         row = members[ids.index(run)]
         single = config_mod.base_for_axes(cfg, {a: row[a] for a in ("task", "optimizer", "init", "init_scale",
                                                                      "wd", "lr", "filter")})
-        return nnx.merge(graphdef, state.params), single, step
+        return prog, state.params, single, step
     raise ConfigError(f"Run {run} is not part of the scan in {out}.")
 
 

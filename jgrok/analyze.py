@@ -1,0 +1,122 @@
+"""``python -m jgrok.analyze OUT``: why some seeds grok faster, from a finished scan -> OUT/analysis/report.md.
+
+    python -m jgrok.analyze runs/grid                         seed grids, super seeds, variance, spikes, Fourier
+    python -m jgrok.analyze runs/grid --chaos auto --perturbations 8     + the chaos floor (re-trains runs)
+    python -m jgrok.analyze runs/grid --attribute 17 402 --data-seeds 0:4  + layer attribution with chimeras
+
+Tables go to OUT/analysis/tables/*.csv, figures to OUT/analysis/plots/*.png, and the report links both. The
+analyses that train (``--chaos``, ``--attribute``) keep their results in OUT/analysis/chaos.csv and chimera.csv,
+which later calls include in the report; training them again needs ``--overwrite``. Every definition is in the
+docstrings of jgrok.analysis.seeds, variance, spikes, chaos, chimera and fourier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from jgrok.errors import ConfigError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one sentence, exit 2, no usage dump
+        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m jgrok.analyze", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("out", help="results folder of a finished scan")
+    a("--factor", default="1/3", help="super run: steps to 99%% val acc <= factor x median (default 1/3)")
+    a("--bootstrap", default="2000", help="bootstrap resamples and permutations (default 2000)")
+    a("--bootstrap-seed", default="0", help="seed of the bootstrap and permutation generator (default 0)")
+    a("--spike-curve", default="train_loss", help="train_loss (per evaluation, default) or step_loss (per update)")
+    a("--spike-window", default="10", help="points in the rolling baseline (default 10)")
+    a("--spike-rel", default="1.0", help="relative jump over the baseline that flags a spike (default 1.0: doubling)")
+    a("--spike-min", default="0.01", help="smallest absolute jump of the loss that counts (default 0.01)")
+    a("--spike-horizon", default="5", help="evaluations after a spike's onset read for alignment (default 5)")
+    a("--chaos", metavar="RUNS", help="re-train these run ids (comma list, A:B) or 'auto' with one-ulp perturbations")
+    a("--perturbations", default="8", help="one-ulp perturbations per chaos run (default 8)")
+    a("--attribute", nargs=2, metavar=("FAST_RUN", "SLOW_RUN"), help="layer attribution with chimeras of two runs")
+    a("--data-seeds", help="data seeds for the chimeras (A:B or comma list; default: the two runs' own)")
+    a("--fourier-runs", default="auto", help="runs for the modular-addition progress measures: ids, 'auto' (up to "
+                                             "8 spread over the speed ranking), 'all' or 'none'")
+    a("--key-freqs", default="5", help="number of key frequencies (default 5)")
+    a("--overwrite", action="store_true", help="re-train chaos/chimera runs whose results already exist")
+    a("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _int(flag, text, lo=None):
+    try:
+        v = int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} takes a whole number, not '{text}'.") from None
+    if lo is not None and v < lo:
+        raise ConfigError(f"{flag} must be at least {lo}, not {v}.")
+    return v
+
+
+def _float(flag, text, lo=None, hi=None, open_lo=False):
+    try:
+        v = float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"{flag} takes a number such as 0.5 or 1/3, not '{text}'.") from None
+    if not np.isfinite(v) or (lo is not None and (v <= lo if open_lo else v < lo)) or (hi is not None and v > hi):
+        rng = f"{'(' if open_lo else '['}{lo}, {hi if hi is not None else 'inf'}]"
+        raise ConfigError(f"{flag} must be in {rng}, not {text}.")
+    return v
+
+
+def _ids(flag, text):
+    from jgrok.scan import parse_values
+
+    return [int(v) for v in parse_values(flag, text, seeds=True)]
+
+
+def main(argv=None) -> int:
+    try:
+        return _main(argv)
+    except ConfigError as e:
+        print(f"jgrok.analyze: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    factor = _float("--factor", args.factor, 0, 1, open_lo=True)
+    B = _int("--bootstrap", args.bootstrap, 1)
+    bseed = _int("--bootstrap-seed", args.bootstrap_seed, 0)
+    from jgrok.analysis import spikes
+
+    if args.spike_curve not in ("train_loss", "step_loss"):
+        raise ConfigError(f"--spike-curve takes train_loss or step_loss, not '{args.spike_curve}'.")
+    scfg = spikes.SpikeConfig(window=_int("--spike-window", args.spike_window, 1),
+                              rel=_float("--spike-rel", args.spike_rel, 0, open_lo=True),
+                              min_jump=_float("--spike-min", args.spike_min, 0),
+                              horizon=_int("--spike-horizon", args.spike_horizon, 1), curve=args.spike_curve)
+    K = _int("--perturbations", args.perturbations, 1)
+    n_key = _int("--key-freqs", args.key_freqs, 1)
+    attribute = [_int("--attribute", v, 0) for v in args.attribute] if args.attribute else None
+    data_seeds = _ids("--data-seeds", args.data_seeds) if args.data_seeds else None
+    if data_seeds is not None and attribute is None:
+        raise ConfigError("--data-seeds chooses the chimeras' data seeds; give it together with --attribute.")
+    from jgrok import plots
+
+    scan = plots.load_scan(args.out)  # ConfigError unless a finished results folder
+    from jgrok.analysis import run
+
+    path = run.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
+                       attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs, n_key=n_key,
+                       overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
