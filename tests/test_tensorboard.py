@@ -4,27 +4,74 @@ import numpy as np
 import pytest
 
 from jgrok import scan
+from jgrok.io import tb
 from tests.conftest import TINY_ARGS
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
+def _read(path):
+    acc = event_accumulator.EventAccumulator(str(path), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
 def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
     out = tmp_path / "tb_scan"
-    assert scan.main(TINY_ARGS + ["--seeds", "0:3", "--wd", "0.5,1.0", "--tb-runs", "1:3",
-                                  "--out", str(out)]) == 0
-    acc = event_accumulator.EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "histograms": 0})
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
-    for group in ("x_plus_y__wd_0.5", "x_plus_y__wd_1.0"):
-        for k in ("train_loss", "val_acc", "weight_norm"):
-            assert {f"{group}/{k}/{s}" for s in ("mean", "median", "q10", "q90")} <= tags
-    assert {"run_1/val_loss", "run_2/val_acc"} <= tags and not any(t.startswith("run_0/") for t in tags)
-    assert {"hist/val_acc", "hist/weight_norm"} <= set(acc.Tags()["histograms"])
+    assert scan.main(TINY_ARGS + ["--task", "x_plus_y,x_minus_y", "--seeds", "0:3", "--wd", "0.5,1.0",
+                                  "--tb-runs", "1:3,7", "--out", str(out)]) == 0
     m = np.load(out / "metrics.npz")
-    events = acc.Scalars("x_plus_y__wd_0.5/val_loss/mean")
-    assert [e.step for e in events] == [4, 8, 12]
-    np.testing.assert_allclose([e.value for e in events], m["val_loss"][:3].mean(axis=0), rtol=1e-6)
-    run2 = acc.Scalars("run_2/train_loss")
-    np.testing.assert_allclose([e.value for e in run2], m["train_loss"][2], rtol=1e-6)
-    assert (out / "tb" / "run_1").is_dir()  # hparams of a chosen run
+    assert list(m["run"]) == list(range(12))  # task outermost, then wd, then seed
+    runs_of = {("x_plus_y", "0.5"): [0, 1, 2], ("x_plus_y", "1"): [3, 4, 5],
+               ("x_minus_y", "0.5"): [6, 7, 8], ("x_minus_y", "1"): [9, 10, 11]}
+    for (task, wd), members in runs_of.items():
+        acc = _read(out / "tb" / task / f"wd={wd}")
+        tags = set(acc.Tags()["scalars"])
+        assert {f"{k}/{s}" for k in tb.METRICS for s in ("mean", "median", "q10", "q90")} == tags
+        events = acc.Scalars("val_loss/mean")
+        assert [e.step for e in events] == [4, 8, 12]
+        np.testing.assert_allclose([e.value for e in events], m["val_loss"][members].mean(axis=0), rtol=1e-6)
+        np.testing.assert_allclose([e.value for e in acc.Scalars("weight_norm/q90")],
+                                   np.quantile(m["weight_norm"][members], 0.9, axis=0), rtol=1e-6)
+        # one histogram per eval step and group: a multi-task scan writes each group's histograms once
+        assert {"hist/val_acc", "hist/val_loss", "hist/weight_norm"} == set(acc.Tags()["histograms"])
+        hist = acc.Histograms("hist/val_acc")
+        assert [h.step for h in hist] == [4, 8, 12]
+        assert hist[-1].histogram_value.num == len(members)
+    run_dirs = sorted(p.name for p in (out / "tb").iterdir() if p.name.startswith("run_"))
+    assert run_dirs == ["run_1", "run_2", "run_7"]
+    acc = _read(out / "tb" / "run_7")
+    assert set(tb.METRICS) <= set(acc.Tags()["scalars"])
+    np.testing.assert_allclose([e.value for e in acc.Scalars("train_loss")], m["train_loss"][7], rtol=1e-6)
+    np.testing.assert_allclose([e.value for e in acc.Scalars("val_acc")], m["val_acc"][7], rtol=1e-6)
+    # hparams of a chosen run, with its final metrics as the session's metric values
+    assert "hparam/final_val_acc" in acc.Tags()["scalars"]
+    assert acc.Scalars("hparam/final_val_acc")[-1].value == pytest.approx(float(m["val_acc"][7, -1]), rel=1e-6)
+    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+
+
+def test_tensorboard_off_and_no_chosen_runs(tmp_path):
+    off = tmp_path / "off"
+    assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--no-tensorboard", "--out", str(off)]) == 0
+    assert not (off / "tb").exists() and (off / "summary.csv").is_file()
+    assert "tensorboard: false" in (off / "config.yaml").read_text()
+
+    none = tmp_path / "none"
+    assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--tb-runs", "none", "--out", str(none)]) == 0
+    assert sorted(p.name for p in (none / "tb").iterdir()) == ["x_plus_y"]
+    assert sorted(p.name for p in (none / "tb" / "x_plus_y").iterdir()) == ["all"]
+    assert "val_acc/median" in _read(none / "tb" / "x_plus_y" / "all").Tags()["scalars"]
+
+
+def test_bad_tb_runs_is_one_sentence(capsys):
+    assert scan.main(TINY_ARGS + ["--tb-runs", "some", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "tb_runs" in err
+
+
+def test_group_names():
+    row = {"task": "x_div_y", "wd": 0.5, "init": "xavier_uniform", "lr": 1e-3}
+    assert tb.group_name(row, ["wd", "init"]) == "x_div_y/wd=0.5,init=xavier_uniform"
+    assert tb.group_name(row, ["lr"]) == "x_div_y/lr=0.001"
+    assert tb.group_name(row, []) == "x_div_y/all"
+    assert tb.parse_runs("none") == set() and tb.parse_runs("0:3,7") == {0, 1, 2, 7}
