@@ -1,5 +1,7 @@
 """TensorBoard event files read back with TensorBoard's own reader hold the expected tags and values."""
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from jgrok.io import tb
 from tests.conftest import TINY_ARGS
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+plugin_data_pb2 = pytest.importorskip("tensorboard.plugins.hparams.plugin_data_pb2")
 
 
 def _read(path):
@@ -27,27 +30,32 @@ def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
     for (task, wd), members in runs_of.items():
         acc = _read(out / "tb" / task / f"wd={wd}")
         tags = set(acc.Tags()["scalars"])
-        assert {f"{k}/{s}" for k in tb.METRICS for s in ("mean", "median", "q10", "q90")} == tags
-        events = acc.Scalars("val_loss/mean")
+        assert {f"{t}/{s}" for t in tb.TAGS.values() for s in tb.STATS} == tags
+        assert "accuracy/val/median" in tags and "weight_norm/q10" in tags
+        events = acc.Scalars("loss/val/mean")
         assert [e.step for e in events] == [4, 8, 12]
         np.testing.assert_allclose([e.value for e in events], m["val_loss"][members].mean(axis=0), rtol=1e-6)
         np.testing.assert_allclose([e.value for e in acc.Scalars("weight_norm/q90")],
                                    np.quantile(m["weight_norm"][members], 0.9, axis=0), rtol=1e-6)
         # one histogram per eval step and group: a multi-task scan writes each group's histograms once
-        assert {"hist/val_acc", "hist/val_loss", "hist/weight_norm"} == set(acc.Tags()["histograms"])
-        hist = acc.Histograms("hist/val_acc")
+        assert {"spread/val_acc", "spread/val_loss", "spread/weight_norm"} == set(acc.Tags()["histograms"])
+        hist = acc.Histograms("spread/val_acc")
         assert [h.step for h in hist] == [4, 8, 12]
         assert hist[-1].histogram_value.num == len(members)
     run_dirs = sorted(p.name for p in (out / "tb").iterdir() if p.name.startswith("run_"))
-    assert run_dirs == ["run_1", "run_2", "run_7"]
-    acc = _read(out / "tb" / "run_7")
-    assert set(tb.METRICS) <= set(acc.Tags()["scalars"])
-    np.testing.assert_allclose([e.value for e in acc.Scalars("train_loss")], m["train_loss"][7], rtol=1e-6)
-    np.testing.assert_allclose([e.value for e in acc.Scalars("val_acc")], m["val_acc"][7], rtol=1e-6)
-    # hparams of a chosen run, with its final metrics as the session's metric values
-    assert "hparam/final_val_acc" in acc.Tags()["scalars"]
-    assert acc.Scalars("hparam/final_val_acc")[-1].value == pytest.approx(float(m["val_acc"][7, -1]), rel=1e-6)
-    assert "_hparams_/session_start_info" in acc.PluginTagToContent("hparams")
+    assert run_dirs == ["run_01", "run_02", "run_07"]  # zero-padded, so that TensorBoard lists them in order
+    acc = _read(out / "tb" / "run_07")
+    assert set(tb.TAGS.values()) | {tb.STEPS_TAG} == set(acc.Tags()["scalars"])
+    np.testing.assert_allclose([e.value for e in acc.Scalars("loss/train")], m["train_loss"][7], rtol=1e-6)
+    np.testing.assert_allclose([e.value for e in acc.Scalars("accuracy/val")], m["val_acc"][7], rtol=1e-6)
+    # hparams of a chosen run; its metrics are its curves' last values and steps to 99% val acc
+    summary = {int(r["run"]): r for r in csv.DictReader(open(out / "summary.csv"))}
+    steps99 = acc.Scalars(tb.STEPS_TAG)
+    assert [(e.step, e.value) for e in steps99] == [(12, float(summary[7]["step_val_acc_99"]))]
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hp = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert set(hp) == {"task", "seed", "wd"}  # what varies; constant settings stay in config.yaml
+    assert (hp["task"].string_value, hp["seed"].number_value, hp["wd"].number_value) == ("x_minus_y", 1, 0.5)
 
 
 def test_tensorboard_off_and_no_chosen_runs(tmp_path):
@@ -60,7 +68,7 @@ def test_tensorboard_off_and_no_chosen_runs(tmp_path):
     assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--tb-runs", "none", "--out", str(none)]) == 0
     assert sorted(p.name for p in (none / "tb").iterdir()) == ["x_plus_y"]
     assert sorted(p.name for p in (none / "tb" / "x_plus_y").iterdir()) == ["all"]
-    assert "val_acc/median" in _read(none / "tb" / "x_plus_y" / "all").Tags()["scalars"]
+    assert "accuracy/val/median" in _read(none / "tb" / "x_plus_y" / "all").Tags()["scalars"]
 
 
 def test_bad_tb_runs_is_one_sentence(capsys):
@@ -75,3 +83,5 @@ def test_group_names():
     assert tb.group_name(row, ["lr"]) == "x_div_y/lr=0.001"
     assert tb.group_name(row, []) == "x_div_y/all"
     assert tb.parse_runs("none") == set() and tb.parse_runs("0:3,7") == {0, 1, 2, 7}
+    rows = [{"task": "t", "seed": s, "split_seed": s, "order_seed": 0, "wd": w} for s in (0, 1) for w in (0.1, 1.0)]
+    assert tb.hparam_keys(rows, ["wd"]) == ["task", "seed", "order_seed", "wd"]

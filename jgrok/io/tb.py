@@ -1,21 +1,23 @@
 """TensorBoard logs of a scan (tensorboardX) in OUT/tb/, written off the training path.
 
-Layout (one TensorBoard *run* per folder, so that TensorBoard overlays groups and runs in one chart):
+Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or chosen runs) as lines of one chart.
 
-  tb/<task>/<axis>=<value>,...   one per group of runs: the runs of one task that share every varying non-seed
-                                 axis value (``tb/<task>/all`` when none vary), e.g. ``tb/x_plus_y/wd=0.5``.
-                                 Scalars ``<metric>/mean``, ``<metric>/median``, ``<metric>/q10``, ``<metric>/q90``
-                                 (mean, median, 10% and 90% quantiles across the group's runs with a finite value
-                                 at that step) and histograms across runs ``hist/<metric>``.
-  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (default 0:16): scalars ``<metric>``
-                                 and, at the end, its hparams with ``hparam/final_val_acc``, ``hparam/final_val_loss``
-                                 and ``hparam/step_val_acc_99`` (first eval step with val acc > 0.99; the budget if
-                                 never).
+  tb/<task>/<axis>=<value>,...   one per group: the runs of one task that share every varying non-seed axis value
+                                 (``tb/<task>/all`` when none vary), e.g. ``tb/x_plus_y/wd=0.5``. Scalars
+                                 ``<tag>/mean``, ``<tag>/median``, ``<tag>/q10``, ``<tag>/q90``: mean, median, 10% and
+                                 90% quantiles across the group's runs with a finite value at that step; histograms
+                                 across the group's runs ``spread/<metric>``.
+  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (default 0:16; ids zero-padded so that they
+                                 sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
+                                 that vary in the scan) with, as metrics for the HPARAMS tab, the last value of each
+                                 curve and ``steps_to_99_val_acc`` (first eval step with val acc > 0.99; the budget if
+                                 never), written once at the last step.
 
-Metrics at each evaluation step: train_loss and train_acc (mean over the updates since the previous evaluation),
-val_loss, val_acc (full validation split) and weight_norm (global L2 norm of the parameters). In the scalars
-dashboard each metric is one section: the chart ``<metric>`` has one line per chosen run, ``<metric>/median`` etc.
-one line per group.
+Tags (metric of metrics.npz -> tag): train_acc -> accuracy/train, val_acc -> accuracy/val, train_loss -> loss/train,
+val_loss -> loss/val, weight_norm -> weight_norm. train_* = mean over the updates since the previous evaluation;
+val_* = the full validation split; weight_norm = global L2 norm of the parameters. TensorBoard sections follow the
+first part of a tag, so accuracy and loss come first: the chart ``accuracy/val`` has one line per chosen run,
+``accuracy/val/median`` one line per group.
 
 The engine hands over copies of each chunk's new evaluations and returns at once; a single writer thread computes
 the statistics and writes every event file, so the accelerator never waits for the logs.
@@ -25,17 +27,21 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+TAGS = {"train_acc": "accuracy/train", "val_acc": "accuracy/val", "train_loss": "loss/train", "val_loss": "loss/val",
+        "weight_norm": "weight_norm"}
+METRICS = tuple(TAGS)
 HIST = ("val_acc", "val_loss", "weight_norm")
+STATS = ("mean", "median", "q10", "q90")
 QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
-HPARAMS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter")
-FINALS = ("final_val_acc", "final_val_loss", "step_val_acc_99")
+STEPS_TAG = "steps_to_99_val_acc"
+SEED_COLUMNS = ("seed", "split_seed", "order_seed")
 
 
 def parse_runs(text: str) -> set[int]:
@@ -61,8 +67,29 @@ def group_name(row: dict, group_axes: list[str]) -> str:
     return f"{row['task']}/{_safe(axes or 'all')}"
 
 
+def summary_writer_class():
+    """tensorboardX.SummaryWriter. tensorboardX imports torch when it can, only to accept torch tensors (which
+    jgrok never passes); that import takes seconds of CPU, so unless torch is already loaded it is kept out."""
+    if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # `import torch` raises ImportError while this is set
+        try:
+            import tensorboardX  # noqa: F401
+        finally:
+            del sys.modules["torch"]
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", name)
+
+
+def hparam_keys(rows: list[dict], group_axes: list[str]) -> list[str]:
+    """Columns of the HPARAMS tab: task, the seeds (split and order seed only where they differ from the model
+    seed), then the varying axes; constant settings are in config.yaml."""
+    seeds = [k for k in SEED_COLUMNS if k == "seed" or any(r.get(k) != r.get("seed") for r in rows)]
+    return ["task"] + [k for k in seeds if k in rows[0]] + [a for a in group_axes if a not in seeds]
 
 
 class Logger:
@@ -73,6 +100,9 @@ class Logger:
         self.rows = rows
         chosen = parse_runs(tb_runs)
         self.selected = [r["run"] for r in rows if r["run"] in chosen]
+        width = len(str(max(r["run"] for r in rows))) if rows else 1
+        self.run_name = lambda run: f"run_{run:0{width}d}"  # noqa: E731
+        self.hparams = hparam_keys(rows, group_axes) if rows else []
         self.groups: dict[str, list[int]] = {}  # TensorBoard run name -> run ids
         for r in rows:
             self.groups.setdefault(group_name(r, group_axes), []).append(r["run"])
@@ -80,6 +110,8 @@ class Logger:
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jgrok-tb")
         self.futures = []
         self.busy_s = 0.0  # seconds the writer thread spent computing statistics and writing
+        self.last_step = 0
+        self.SummaryWriter = summary_writer_class()  # imported here, before training starts
 
     def log(self, steps: np.ndarray, values: dict, runs: list[int]) -> None:
         """steps [e]; values: metric -> [r, e] for the runs ``runs`` (one program's). Copies and returns at once."""
@@ -88,9 +120,7 @@ class Logger:
 
     def _writer(self, name: str):
         if name not in self.writers:
-            from tensorboardX import SummaryWriter
-
-            self.writers[name] = SummaryWriter(str(self.dir / name), max_queue=1000, flush_secs=30)
+            self.writers[name] = self.SummaryWriter(str(self.dir / name), max_queue=1000, flush_secs=30)
         return self.writers[name]
 
     def _write(self, steps, values, runs):
@@ -103,6 +133,7 @@ class Logger:
     def _write_events(self, steps, values, runs):
         pos = {r: i for i, r in enumerate(runs)}
         steps = [int(s) for s in steps]
+        self.last_step = max([self.last_step] + steps)
         finite = {k: np.where(np.isfinite(v), v, np.nan) for k, v in values.items()}
         for name, members in self.groups.items():
             idx = [pos[r] for r in members if r in pos]
@@ -119,21 +150,21 @@ class Logger:
                 for stat, v_E in stats.items():
                     for step, v in zip(steps, v_E):
                         if np.isfinite(v):
-                            w.add_scalar(f"{k}/{stat}", float(v), step)
+                            w.add_scalar(f"{TAGS[k]}/{stat}", float(v), step)
             for k in HIST:
                 for j, step in enumerate(steps):
                     x = finite[k][idx, j]
                     x = x[np.isfinite(x)]
                     if len(x):
-                        w.add_histogram(f"hist/{k}", x, step)
+                        w.add_histogram(f"spread/{k}", x, step)
         for run in self.selected:
             if run not in pos:
                 continue
-            w = self._writer(f"run_{run}")
+            w = self._writer(self.run_name(run))
             for k in METRICS:
                 for step, v in zip(steps, finite[k][pos[run]]):
                     if np.isfinite(v):
-                        w.add_scalar(k, float(v), step)
+                        w.add_scalar(TAGS[k], float(v), step)
 
     def close(self, summary: list[dict] | None = None) -> None:
         """Wait for the writer thread, add the chosen runs' hparams (given the scan's summary rows) and close."""
@@ -151,13 +182,13 @@ class Logger:
                 s = by_run.get(run)
                 if s is None:
                     continue
-                hp = {k: rows[run][k] for k in HPARAMS if k in rows[run]}
+                hp = {k: rows[run][k] for k in self.hparams}
                 hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
-                final = {f"hparam/{k}": float(s[k]) for k in FINALS}
-                w = self._writer(f"run_{run}")
+                final = {TAGS[k]: float(s[f"final_{k}"]) for k in METRICS}  # = the curves' last finite values
+                final[STEPS_TAG] = float(s["step_val_acc_99"])
+                w = self._writer(self.run_name(run))
                 for summ in hparams(hp, final):
                     w.file_writer.add_summary(summ)
-                for k, v in final.items():
-                    w.add_scalar(k, v)
+                w.add_scalar(STEPS_TAG, final[STEPS_TAG], self.last_step)
         for w in self.writers.values():
             w.close()
