@@ -55,6 +55,8 @@ def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
     content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hp = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert set(hp) == {"task", "seed", "wd"}  # what varies; constant settings stay in config.yaml
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(acc.PluginTagToContent("hparams")["_hparams_/experiment"])
+    assert [m.name.tag for m in experiment.experiment.metric_infos][0] == tb.STEPS_TAG  # shown first
     assert (hp["task"].string_value, hp["seed"].number_value, hp["wd"].number_value) == ("x_minus_y", 1, 0.5)
 
 

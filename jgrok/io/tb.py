@@ -9,9 +9,9 @@ Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or c
                                  across the group's runs ``spread/<metric>``.
   tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (default 0:16; ids zero-padded so that they
                                  sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
-                                 that vary in the scan) with, as metrics for the HPARAMS tab, the last value of each
-                                 curve and ``steps_to_99_val_acc`` (first eval step with val acc > 0.99; the budget if
-                                 never), written once at the last step.
+                                 that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
+                                 (first eval step with val acc > 0.99; the budget if never; written once at the last
+                                 step) and the last values of the val acc, val loss, train acc and weight norm curves.
 
 Tags (metric of metrics.npz -> tag): train_acc -> accuracy/train, val_acc -> accuracy/val, train_loss -> loss/train,
 val_loss -> loss/val, weight_norm -> weight_norm. train_* = mean over the updates since the previous evaluation;
@@ -41,6 +41,7 @@ HIST = ("val_acc", "val_loss", "weight_norm")
 STATS = ("mean", "median", "q10", "q90")
 QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
 STEPS_TAG = "steps_to_99_val_acc"
+HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
 SEED_COLUMNS = ("seed", "split_seed", "order_seed")
 
 
@@ -184,8 +185,9 @@ class Logger:
                     continue
                 hp = {k: rows[run][k] for k in self.hparams}
                 hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
-                final = {TAGS[k]: float(s[f"final_{k}"]) for k in METRICS}  # = the curves' last finite values
-                final[STEPS_TAG] = float(s["step_val_acc_99"])
+                # steps to 99% first, then the curves' last finite values: TensorBoard shows the first five
+                final = {STEPS_TAG: float(s["step_val_acc_99"])}
+                final.update({TAGS[k]: float(s[f"final_{k}"]) for k in HPARAM_FINALS})
                 w = self._writer(self.run_name(run))
                 for summ in hparams(hp, final):
                     w.file_writer.add_summary(summ)
