@@ -1,6 +1,7 @@
 """TensorBoard event files read back with TensorBoard's own reader hold the expected tags and values."""
 
 import csv
+import time
 
 import numpy as np
 import pytest
@@ -87,3 +88,25 @@ def test_group_names():
     assert tb.parse_runs("none") == set() and tb.parse_runs("0:3,7") == {0, 1, 2, 7}
     rows = [{"task": "t", "seed": s, "split_seed": s, "order_seed": 0, "wd": w} for s in (0, 1) for w in (0.1, 1.0)]
     assert tb.hparam_keys(rows, ["wd"]) == ["task", "seed", "order_seed", "wd"]
+
+
+def test_a_resumed_scan_replaces_the_steps_logged_after_its_checkpoint(tmp_path):
+    """The first session logged steps 4, 8, 12 and was killed after its checkpoint at 8; the resumed session logs
+    12 and 16 again. TensorBoard shows each step once, with the resumed values."""
+    rows = [{"run": i, "task": "x_plus_y", "seed": i} for i in range(2)]
+
+    def values(e, offset):
+        return {k: np.full((2, e), offset, np.float32) + np.arange(2)[:, None] for k in tb.METRICS}
+
+    first = tb.Logger(tmp_path, rows, "0:2", [])
+    first.log(np.array([4, 8, 12]), values(3, 0.0), [0, 1])
+    first.close()  # what a killed process left on disk (its queue flushed)
+    time.sleep(1.1)  # event files are named by the second they were opened in
+    second = tb.Logger(tmp_path, rows, "0:2", [])
+    second.log(np.array([12, 16]), values(2, 10.0), [0, 1])
+    second.close()
+    for run in ("x_plus_y/all", "run_1"):
+        tag = "loss/val/mean" if run.endswith("all") else "loss/val"
+        events = _read(tmp_path / "tb" / run).Scalars(tag)
+        expect = [0.5, 0.5, 10.5, 10.5] if run.endswith("all") else [1, 1, 11, 11]
+        assert [(e.step, e.value) for e in events] == list(zip([4, 8, 12, 16], expect))

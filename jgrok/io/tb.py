@@ -119,9 +119,12 @@ class Logger:
         self.futures.append(self.pool.submit(self._write, np.array(steps), {k: np.array(v) for k, v in values.items()},
                                              list(runs)))
 
-    def _writer(self, name: str):
+    def _writer(self, name: str, first_step: int | None = None):
+        """The writer of one TensorBoard run, opened at its first write. A resumed scan logs again from its last
+        checkpoint: ``purge_step`` tells TensorBoard to drop what an earlier session wrote from that step on."""
         if name not in self.writers:
-            self.writers[name] = self.SummaryWriter(str(self.dir / name), max_queue=1000, flush_secs=30)
+            self.writers[name] = self.SummaryWriter(str(self.dir / name), purge_step=first_step, max_queue=1000,
+                                                    flush_secs=30)
         return self.writers[name]
 
     def _write(self, steps, values, runs):
@@ -140,7 +143,7 @@ class Logger:
             idx = [pos[r] for r in members if r in pos]
             if not idx:
                 continue
-            w = self._writer(name)
+            w = self._writer(name, steps[0])
             for k in METRICS:
                 x_NxE = finite[k][idx]
                 with warnings.catch_warnings():  # a step where every run has stopped gives NaN and is skipped
@@ -161,7 +164,7 @@ class Logger:
         for run in self.selected:
             if run not in pos:
                 continue
-            w = self._writer(self.run_name(run))
+            w = self._writer(self.run_name(run), steps[0])
             for k in METRICS:
                 for step, v in zip(steps, finite[k][pos[run]]):
                     if np.isfinite(v):
