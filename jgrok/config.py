@@ -396,7 +396,8 @@ def validate(cfg: Config) -> None:
     for part in ("" if e.tb_runs.strip().lower() == "none" else e.tb_runs).split(","):
         bits = part.strip().split(":") if part.strip() else []
         if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
-            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17 (or none), not '{e.tb_runs}'.")
+            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17 (or none), "
+                              f"not '{e.tb_runs}'.")
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):
             if not 0 <= s < 2**31:
