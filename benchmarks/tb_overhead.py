@@ -6,9 +6,12 @@
 What is timed (one line per repeat, then a summary; also written to --json):
   train_s   wall time of ``engine.train_program`` (every chunk dispatched, waited for and handed to the logger)
   total_s   train_s plus ``Logger.close()``: the time until every event is on disk, i.e. what a scan costs
+  cpu_s     CPU time of the whole process over total_s (all threads: XLA's and the writer's); less sensitive than
+            wall time to other processes on a shared machine
   writer_s  time the logger's writer thread spent writing (its work overlaps training; on a CPU it competes with
             training for the same cores, on an accelerator it does not)
-  overhead  median total_s with logging / median total_s without - 1 (and the same for train_s)
+  overhead  median over repeats of (on / off - 1), each repeat's on and off runs back to back (paired, so that a
+            change of machine load between repeats cancels); also the ratio of the medians
 
 Compilation is excluded: one untimed warm-up run compiles the chunk program first (its time is reported as
 ``warmup_s``). Modes are interleaved (off, on, on, off, off, on, ...) so that load from other processes on a shared
@@ -53,16 +56,17 @@ def build(args):
 def run_once(cfg, rows, progs, W, log: bool, scratch: Path) -> dict:
     out = Path(tempfile.mkdtemp(dir=scratch))
     logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows)) if log else None
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for p, t, m in progs:
         engine.train_program(p, t, m, W, progress=False, keep_params=False,
                              on_chunk=logger.log if logger else None)
     t1 = time.perf_counter()
     if logger:
         logger.close()
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     shutil.rmtree(out)
-    return {"log": log, "train_s": t1 - t0, "total_s": t2 - t0, "writer_s": logger.busy_s if logger else 0.0}
+    return {"log": log, "train_s": t1 - t0, "total_s": t2 - t0, "cpu_s": c2 - c0,
+            "writer_s": logger.busy_s if logger else 0.0}
 
 
 def main(argv=None) -> int:
@@ -91,9 +95,11 @@ def main(argv=None) -> int:
             order = (False, True) if i % 2 == 0 else (True, False)
             for log in order:
                 r = run_once(cfg, rows, progs, W, log, scratch)
+                r["repeat"] = i
                 records.append(r)
                 print(f"  repeat {i}: logging {'on ' if log else 'off'} train {r['train_s']:6.2f} s  "
-                      f"total {r['total_s']:6.2f} s  writer {r['writer_s']:5.2f} s", flush=True)
+                      f"total {r['total_s']:6.2f} s  cpu {r['cpu_s']:6.2f} s  writer {r['writer_s']:5.2f} s",
+                      flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -101,17 +107,23 @@ def main(argv=None) -> int:
         xs = [r[key] for r in records if r["log"] == log]
         return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
-    summary = {k: {"off": stats(False, k), "on": stats(True, k)} for k in ("train_s", "total_s")}
+    keys = ("train_s", "total_s", "cpu_s")
+    summary = {k: {"off": stats(False, k), "on": stats(True, k)} for k in keys}
     summary["writer_s"] = stats(True, "writer_s")
-    for k in ("train_s", "total_s"):
-        summary[k]["overhead"] = summary[k]["on"]["median"] / summary[k]["off"]["median"] - 1
-    for k in ("train_s", "total_s"):
+    for k in keys:
+        on = {r["repeat"]: r[k] for r in records if r["log"]}
+        off = {r["repeat"]: r[k] for r in records if not r["log"]}
+        paired = [on[i] / off[i] - 1 for i in sorted(on)]
+        summary[k]["paired"] = {"median": statistics.median(paired), "min": min(paired), "max": max(paired)}
+        summary[k]["ratio_of_medians"] = summary[k]["on"]["median"] / summary[k]["off"]["median"] - 1
         s = summary[k]
         print(f"{k}: off {s['off']['median']:.2f} s [{s['off']['min']:.2f}-{s['off']['max']:.2f}], "
-              f"on {s['on']['median']:.2f} s [{s['on']['min']:.2f}-{s['on']['max']:.2f}], "
-              f"overhead {100 * s['overhead']:+.1f}%")
+              f"on {s['on']['median']:.2f} s [{s['on']['min']:.2f}-{s['on']['max']:.2f}]; overhead: paired median "
+              f"{100 * s['paired']['median']:+.1f}% [{100 * s['paired']['min']:+.1f}% to "
+              f"{100 * s['paired']['max']:+.1f}%], ratio of medians {100 * s['ratio_of_medians']:+.1f}%")
     w = summary["writer_s"]
-    print(f"writer thread busy: median {w['median']:.2f} s [{w['min']:.2f}-{w['max']:.2f}]")
+    print(f"writer thread busy: median {w['median']:.2f} s [{w['min']:.2f}-{w['max']:.2f}] = "
+          f"{100 * w['median'] / summary['total_s']['on']['median']:.1f}% of the median total_s with logging")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": len(rows), "lanes": W,
                                                "warmup_s": warmup, "machine": platform.platform(),
