@@ -87,7 +87,9 @@ class EngineConfig:
     chunk: int = 500  # updates per compiled chunk between host syncs (checkpoints land on chunk ends)
     checkpoint_every: int = 0  # updates between checkpoints; 0 = only at the end
     tensorboard: bool = True  # write TensorBoard logs to OUT/tb/ (false: no tb/ folder, no logging work at all)
-    tb_runs: str = "0:16"  # runs whose full per-run scalars go to TensorBoard; "none" for aggregates only
+    # runs whose own curves go to TensorBoard: ids like "0:16" or "3,17", "none", or "auto" = 16 runs taken from
+    # every group in turn (the first 16 runs when there is one group)
+    tb_runs: str = "auto"
 
 
 # Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
@@ -393,10 +395,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"engine.chunk must be at least 1, not {e.chunk}.")
     if e.checkpoint_every < 0:
         raise ConfigError(f"engine.checkpoint_every must be zero or positive, not {e.checkpoint_every}.")
-    for part in ("" if e.tb_runs.strip().lower() == "none" else e.tb_runs).split(","):
+    for part in ("" if e.tb_runs.strip().lower() in ("none", "auto") else e.tb_runs).split(","):
         bits = part.strip().split(":") if part.strip() else []
         if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
-            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17 (or none), "
+            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
                               f"not '{e.tb_runs}'.")
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):

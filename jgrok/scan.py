@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--only", help="train only these run ids of the grid: comma list and A:B ranges")
     a("--wave-size", help="lanes W per compiled wave (default: chosen from device memory, then recorded)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field, e.g. train.sampling=full")
-    a("--tb-runs", help="runs whose full per-run scalars go to TensorBoard (default 0:16; none: aggregates only)")
+    a("--tb-runs", help="runs whose own curves go to TensorBoard: ids like 0:16, none, or auto (default: 16 runs "
+                        "taken from every group in turn)")
     a("--no-tensorboard", action="store_true", help="write no TensorBoard logs (engine.tensorboard=false)")
     a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
     a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")

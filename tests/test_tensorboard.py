@@ -124,3 +124,21 @@ def test_the_logger_does_not_pull_in_torch(tmp_path):
                        cwd=Path(__file__).parents[1], timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "False"
+
+
+def test_auto_runs_come_from_every_group():
+    def scan_rows(wds, seeds):
+        return [{"run": i, "task": "t", "wd": wd, "seed": s} for i, (wd, s) in
+                enumerate((wd, s) for wd in wds for s in range(seeds))]
+
+    def pick(rows, axes, text="auto"):
+        groups = {}
+        for r in rows:
+            groups.setdefault(tb.group_name(r, axes), []).append(r["run"])
+        return tb.select_runs(text, rows, groups)
+
+    assert pick(scan_rows([0.1, 1.0], 10), ["wd"]) == list(range(8)) + list(range(10, 18))
+    assert pick(scan_rows([0.1, 0.3, 1.0], 3), ["wd"]) == list(range(9))
+    assert pick(scan_rows([1.0], 20), []) == list(range(16))  # one group: the first 16, as 0:16
+    assert pick(scan_rows([1.0], 20), [], "3,40,5:7") == [3, 5, 6]
+    assert pick(scan_rows([1.0], 20), [], "none") == []

@@ -7,8 +7,8 @@ Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or c
                                  ``<tag>/mean``, ``<tag>/median``, ``<tag>/q10``, ``<tag>/q90``: mean, median, 10% and
                                  90% quantiles across the group's runs with a finite value at that step; histograms
                                  across the group's runs ``spread/<metric>``.
-  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (default 0:16; ids zero-padded so that they
-                                 sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
+  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (``select_runs``; ids zero-padded so that
+                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
                                  that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
                                  (first eval step with val acc > 0.99; the budget if never; written once at the last
                                  step) and the last values of the val acc, val loss, train acc and weight norm curves.
@@ -45,8 +45,11 @@ HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
 SEED_COLUMNS = ("seed", "split_seed", "order_seed")
 
 
+AUTO_RUNS = 16
+
+
 def parse_runs(text: str) -> set[int]:
-    """Run ids of ``engine.tb_runs``: a comma list of ids and half-open ranges A:B; 'none' or '' for none."""
+    """Run ids of an ``engine.tb_runs`` list: a comma list of ids and half-open ranges A:B; 'none' or '' for none."""
     ids: set[int] = set()
     if str(text).strip().lower() == "none":
         return ids
@@ -60,6 +63,22 @@ def parse_runs(text: str) -> set[int]:
         else:
             ids.add(int(part))
     return ids
+
+
+def select_runs(tb_runs: str, rows: list[dict], groups: dict[str, list[int]]) -> list[int]:
+    """The run ids whose own curves are logged, in the order of ``rows``. 'auto': AUTO_RUNS runs taken from every
+    group in turn, each group's runs in order (so a scan over wd shows runs of every wd; with one group these are
+    its first AUTO_RUNS runs); otherwise the ids of ``parse_runs`` that are in the scan."""
+    if str(tb_runs).strip().lower() == "auto":
+        chosen: set[int] = set()
+        queues = [list(members) for members in groups.values()]
+        while len(chosen) < AUTO_RUNS and any(queues):
+            for q in queues:
+                if q and len(chosen) < AUTO_RUNS:
+                    chosen.add(q.pop(0))
+    else:
+        chosen = parse_runs(tb_runs)
+    return [r["run"] for r in rows if r["run"] in chosen]
 
 
 def group_name(row: dict, group_axes: list[str]) -> str:
@@ -99,14 +118,13 @@ class Logger:
     def __init__(self, out: Path, rows: list[dict], tb_runs: str, group_axes: list[str]):
         self.dir = Path(out) / "tb"
         self.rows = rows
-        chosen = parse_runs(tb_runs)
-        self.selected = [r["run"] for r in rows if r["run"] in chosen]
         width = len(str(max(r["run"] for r in rows))) if rows else 1
         self.run_name = lambda run: f"run_{run:0{width}d}"  # noqa: E731
         self.hparams = hparam_keys(rows, group_axes) if rows else []
         self.groups: dict[str, list[int]] = {}  # TensorBoard run name -> run ids
         for r in rows:
             self.groups.setdefault(group_name(r, group_axes), []).append(r["run"])
+        self.selected = select_runs(tb_runs, rows, self.groups)
         self.writers: dict = {}  # TensorBoard run name -> SummaryWriter, opened by the writer thread
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jgrok-tb")
         self.futures = []
