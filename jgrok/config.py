@@ -104,7 +104,10 @@ class EngineConfig:
     wave_size: int = 0  # lanes W per compiled wave; 0 = choose from device memory (the choice is recorded)
     chunk: int = 500  # updates per compiled chunk between host syncs (checkpoints land on chunk ends)
     checkpoint_every: int = 0  # updates between checkpoints; 0 = only at the end
-    tb_runs: str = "0:16"  # runs whose full per-run scalars go to TensorBoard
+    tensorboard: bool = True  # write TensorBoard logs to OUT/tb/ (false: no tb/ folder, no logging work at all)
+    # runs whose own curves go to TensorBoard: ids like "0:16" or "3,17", "none", or "auto" = 16 runs taken from
+    # every group in turn (the first 16 runs when there is one group)
+    tb_runs: str = "auto"
 
 
 # Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
@@ -473,10 +476,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"engine.chunk must be at least 1, not {e.chunk}.")
     if e.checkpoint_every < 0:
         raise ConfigError(f"engine.checkpoint_every must be zero or positive, not {e.checkpoint_every}.")
-    for part in e.tb_runs.split(","):
+    for part in ("" if e.tb_runs.strip().lower() in ("none", "auto") else e.tb_runs).split(","):
         bits = part.strip().split(":") if part.strip() else []
         if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
-            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, not '{e.tb_runs}'.")
+            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
+                              f"not '{e.tb_runs}'.")
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):
             if not 0 <= s < 2**31:

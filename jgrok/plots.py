@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from jgrok.errors import ConfigError
 
@@ -263,6 +263,21 @@ def _step_axis(ax, budget):
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
 
 
+class _PlainLogFormatter(LogFormatter):
+    """matplotlib's choice of which log-axis ticks to label, written as plain numbers (0.01, 0.5, 4)."""
+
+    def __call__(self, x, pos=None):
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def _log_y(ax):
+    """Log y axis labelled 0.01, 0.1, 1 (and 4, 6 on the minor ticks matplotlib labels when the axis spans
+    less than a decade or two) rather than 10^-2 and 6x10^0."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
 def _legend(ax, n):
     """Inside the axes for a few entries, outside on the right for many."""
     if n <= 4:
@@ -283,7 +298,7 @@ def _mean_curves(scan, g, key, title, task) -> Figure:
         ax.plot(x, mean, color=color, lw=1.5, label=f"{label} (n={len(idx)})")
         ax.fill_between(x, lo, hi, color=color, alpha=0.25, lw=0)
     if key.endswith("loss"):
-        ax.set_yscale("log")
+        _log_y(ax)
     else:
         ax.set_ylim(-0.02, 1.02)
     ax.set(xlabel="update step", ylabel=title, title=f"{title} on {task}: mean ± s.e. over runs")
@@ -354,6 +369,8 @@ def _steps_hist(scan, g, task) -> Figure:
             ax.annotate(str(n_never), (scan.budget + 1.5 * width, n_never), ha="center", va="bottom",
                         fontsize="x-small")
         ax.axvline(scan.budget, color="0.3", lw=0.8, ls=":")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of runs
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the count above the 'never reached' bar
         ax.set_title(f"{label} ({len(idx)} runs)", fontsize="small")
         ax.grid(alpha=0.3)
         _step_axis(ax, scan.budget)
@@ -377,6 +394,9 @@ def _steps_ecdf(scan, g, task) -> Figure:
         ys = np.concatenate([[0], share, [share[-1] if len(share) else 0]])
         ax.step(xs, ys, where="post", color=color, lw=1.6,
                 label=f"{label} ({len(steps)}/{len(idx)} reached)")
+    if not any(column(scan.rows, idx, "reached_val_99").any() for idx in g.values()):
+        ax.text(0.5, 0.5, f"no run reached 99% val acc within {scan.budget} updates", transform=ax.transAxes,
+                ha="center", va="center", color="0.3")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlim(0, scan.budget)
     ax.set(xlabel="update step", ylabel="share of runs with val acc > 0.99",
@@ -449,7 +469,7 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
         v = scan.curves[key][i]
         ax_loss.plot(x, np.where(v > 0, v, np.nan), color=color, lw=1.5, label=f"{name} loss")
         ax_acc.plot(x, scan.curves[key.replace("loss", "acc")][i], color=color, lw=1.5, label=f"{name} acc")
-    ax_loss.set_yscale("log")
+    _log_y(ax_loss)
     ax_acc.axhline(0.99, color="0.4", lw=0.7, ls=":")
     ax_acc.set_ylim(-0.02, 1.02)
     ax_norm.plot(x, scan.curves["weight_norm"][i], color="k", lw=1.6, label="all parameters")

@@ -121,12 +121,52 @@ def build_report(out_dir, runs=None) -> Path:
     diverged = [r for r in rows if r["diverged_step"] is not None]
     if diverged:
         md += [f"## Diverged runs ({len(diverged)})", "", _diverged(diverged, keys), ""]
-    md += ["## Plots", ""]
-    for p in paths:
-        md += [f"![{p.stem}](plots/{p.name})", ""]
+    if (scan.out / "tb").is_dir():
+        md += ["TensorBoard logs of the training curves: `tensorboard --logdir " + str(scan.out / "tb") + "`", ""]
+    md += ["## Plots", "", _plots_md(paths, tasks)]
     path = scan.out / "report.md"
     path.write_text("\n".join(md))
     return path
+
+
+# file-name prefix of a per-task figure -> its caption
+CAPTIONS = {
+    "train_loss": "Train loss (mean over the updates since the previous evaluation) per group: mean ± s.e. over runs.",
+    "val_loss": "Validation loss per group: mean ± s.e. over runs.",
+    "train_acc": "Train accuracy per group: mean ± s.e. over runs.",
+    "val_acc": "Validation accuracy per group: mean ± s.e. over runs.",
+    "quantiles": "Median and 10–90% band across runs of train and val accuracy, with a few single runs.",
+    "steps_hist": "Histogram of steps to 99% val acc; runs that never got there form the hatched bar.",
+    "steps_ecdf": "Share of runs that reached 99% val acc by each step.",
+}
+
+
+def _plots_md(paths, tasks) -> str:
+    """The figures as image links under one heading per task, then the summary and the single runs."""
+    per_task = {t: [] for t in tasks}
+    summary, runs = [], []
+    for p in paths:
+        if p.stem == "summary_plot":
+            summary.append(p)
+        elif p.stem.startswith("run_"):
+            runs.append(p)
+        else:
+            task = next((t for t in tasks for k in CAPTIONS if p.stem == f"{k}_{plots._safe(t)}"), "other figures")
+            per_task.setdefault(task, []).append(p)
+    md = []
+    for task, figs in per_task.items():
+        md += [f"### {task}", ""]
+        for p in figs:
+            prefix = next((k for k in CAPTIONS if p.stem.startswith(k + "_")), None)
+            md += [f"![{p.stem}](plots/{p.name})", ""] + ([f"*{CAPTIONS[prefix]}*", ""] if prefix else [])
+    if summary:
+        md += ["### Summary", ""] + [f"![{p.stem}](plots/{p.name})\n\n*Final train and val accuracy and mean "
+                                      "steps to 99% val acc per group (mean ± s.e. over runs).*\n" for p in summary]
+    if runs:
+        md += ["### Single runs", "", "The fastest, the median and the slowest run by steps to 99% val acc (and any "
+               "asked for with --runs): losses, accuracies and weight norms on one step axis.", ""]
+        md += [f"![{p.stem}](plots/{p.name})\n" for p in runs]
+    return "\n".join(md)
 
 
 def _finals(rows, by_group) -> str:
@@ -135,7 +175,7 @@ def _finals(rows, by_group) -> str:
     for (task, label), idx in by_group.items():
         cells = []
         for key, fmt in (("final_train_acc", "{:.3f}"), ("final_val_acc", "{:.3f}"), ("final_train_loss", "{:.3g}"),
-                         ("final_val_loss", "{:.3g}"), ("final_weight_norm", "{:.3g}")):
+                         ("final_val_loss", "{:.3g}"), ("final_weight_norm", "{:.1f}")):
             if key not in rows[0]:
                 cells.append("–")
                 continue

@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--only", help="train only these run ids of the grid: comma list and A:B ranges")
     a("--wave-size", help="lanes W per compiled wave (default: chosen from device memory, then recorded)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field, e.g. train.sampling=full")
-    a("--tb-runs", help="runs whose full per-run scalars go to TensorBoard (default 0:16)")
+    a("--tb-runs", help="runs whose own curves go to TensorBoard: ids like 0:16, none, or auto (default: 16 runs "
+                        "taken from every group in turn)")
+    a("--no-tensorboard", action="store_true", help="write no TensorBoard logs (engine.tensorboard=false)")
     a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
     a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")
     a("--dry-run", action="store_true", help="print the resolved config, runs, parameters and memory, then exit")
@@ -130,6 +132,8 @@ def resolve(args) -> config_mod.Config:
         cfg = dataclasses.replace(cfg, grid={k: v for k, v in cfg.grid.items() if k not in ("split_seed", "order_seed")})
     if "split_seed" in axes or "order_seed" in axes:
         cfg = dataclasses.replace(cfg, grid={k: v for k, v in cfg.grid.items() if k != "data_seed"})
+    if args.no_tensorboard:
+        cfg = config_mod.set_path(cfg, "engine.tensorboard", "false")
     return config_mod.with_grid(cfg, **axes) if axes else cfg
 
 
@@ -237,27 +241,31 @@ def _main(argv) -> int:
     old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     from jgrok.io import tb
 
-    logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
+    logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows)) if cfg.engine.tensorboard else None
     for p, t, _ in progs:  # regression data: which codes, and how many infinite heights were left out
         if p.kind == "regress":
             t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
             print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet, on_chunk=logger.log,
+        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+                                     on_chunk=logger.log if logger else None,
                                      ckpt=checkpoint.manager(out, i), checkpoint_every=cfg.engine.checkpoint_every,
                                      should_stop=lambda: stop["asked"])
                 for i, (p, t, m) in enumerate(progs)]
     except engine.Interrupted as e:
         print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: python -m jgrok.scan --resume {out}",
               file=sys.stderr)
-        logger.close()
+        if logger:
+            logger.close()
         return 130
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     wall = time.perf_counter() - t0
-    logger.close(results.save_scan(out, cfg_text, done))
+    summary = results.save_scan(out, cfg_text, done)
+    if logger:
+        logger.close(summary)
     from jgrok import plots
 
     plots.make_plots(out)

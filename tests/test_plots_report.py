@@ -244,3 +244,38 @@ def test_cli_errors(tmp_path, capsys):
     assert "Run 9 is not in this scan" in capsys.readouterr().err
     assert report.main([str(tmp_path / "scan"), "--runs", "a"]) == 2
     assert report.main([]) == 2
+
+
+def test_log_axes_steps_hist_and_ecdf_are_readable(tmp_path):
+    """Log loss axes read 0.1, 1, 4 (not 10^-1 or 4x10^0); run counts are whole numbers; an ECDF where no run got
+    to 99% says so instead of showing lines hidden on top of each other at 0."""
+    write_scan(tmp_path, {"wd": [0.1, 1.0], "seed": [0, 1, 2]}, never=(0, 1, 2, 3, 4, 5))
+    scan = plots.load_scan(tmp_path)
+    g = {label: idx for (_, label), idx in plots.groups(scan.rows, ["wd"]).items()}
+    for fig in (plots._mean_curves(scan, g, "val_loss", "val loss", "x_div_y"), plots._run(scan, 0, ["wd"], None)):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+        assert labels and all(float(t) > 0 for t in labels), labels  # plain numbers only
+    fig = plots._steps_hist(scan, g, "x_div_y")
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        assert all(float(t).is_integer() for t in ax.get_yticks())
+    fig = plots._steps_ecdf(scan, g, "x_div_y")
+    assert any("no run reached 99% val acc within 600 updates" in t.get_text() for t in fig.axes[0].texts)
+
+
+def test_report_groups_figures_with_captions(tmp_path):
+    write_scan(tmp_path, {"task": ["x_div_y", "x_plus_y"], "wd": [0.1, 1.0], "seed": [0, 1]})
+    (tmp_path / "tb").mkdir()
+    assert report.main([str(tmp_path)]) == 0
+    md = (tmp_path / "report.md").read_text()
+    plots_md = md.split("## Plots")[1]
+    for heading in ("### x_div_y", "### x_plus_y", "### Summary", "### Single runs"):
+        assert heading in plots_md
+    x_plus_y = plots_md.split("### x_plus_y")[1].split("###")[0]
+    assert "(plots/val_acc_x_plus_y.png)" in x_plus_y and "x_div_y" not in x_plus_y
+    assert "*Validation accuracy per group: mean ± s.e. over runs.*" in x_plus_y
+    links = [ln for ln in md.splitlines() if ln.startswith("![")]
+    assert len(links) == len(_names(tmp_path))  # every figure once
+    assert f"tensorboard --logdir {tmp_path / 'tb'}" in md

@@ -1,26 +1,58 @@
 """TensorBoard logs of a scan (tensorboardX) in OUT/tb/, written off the training path.
 
-At every evaluation, per group of varying axes (``all`` when none vary): the mean, median, 10% and 90% quantiles
-across runs of train/val loss and accuracy and weight norm (tags ``<group>/<metric>/<stat>``), histograms across
-runs (``hist/<metric>``); a group is named like ``x_plus_y__wd_0.5`` (task, then each varying axis), and full per-run scalars for the runs chosen by ``engine.tb_runs`` (``run_<id>/<metric>``)
-so that TensorBoard stays usable at thousands of runs. At the end, the hparams of those runs with their final
-metrics. The engine hands over copies of each chunk's new evaluations; a single writer thread does the rest, so the
-accelerator never waits for disk.
+Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or chosen runs) as lines of one chart.
+
+  tb/<task>/<axis>=<value>,...   one per group: the runs of one task that share every varying non-seed axis value
+                                 (``tb/<task>/all`` when none vary), e.g. ``tb/x_plus_y/wd=0.5``. Scalars
+                                 ``<tag>/mean``, ``<tag>/median``, ``<tag>/q10``, ``<tag>/q90``: mean, median, 10% and
+                                 90% quantiles across the group's runs with a finite value at that step; histograms
+                                 across the group's runs ``spread/<metric>``.
+  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (``select_runs``; ids zero-padded so that
+                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
+                                 that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
+                                 (first eval step with val acc > 0.99; the budget if never; written once at the last
+                                 step) and the last values of the val acc, val loss, train acc and weight norm curves.
+
+Tags (metric of metrics.npz -> tag): train_acc -> accuracy/train, val_acc -> accuracy/val, train_loss -> loss/train,
+val_loss -> loss/val, weight_norm -> weight_norm. train_* = mean over the updates since the previous evaluation;
+val_* = the full validation split; weight_norm = global L2 norm of the parameters. TensorBoard sections follow the
+first part of a tag, so accuracy and loss come first: the chart ``accuracy/val`` has one line per chosen run,
+``accuracy/val/median`` one line per group.
+
+The engine hands over copies of each chunk's new evaluations and returns at once; a single writer thread computes
+the statistics and writes every event file, so the accelerator never waits for the logs.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import re
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "weight_norm")
+TAGS = {"train_acc": "accuracy/train", "val_acc": "accuracy/val", "train_loss": "loss/train", "val_loss": "loss/val",
+        "weight_norm": "weight_norm"}
+METRICS = tuple(TAGS)
 HIST = ("val_acc", "val_loss", "weight_norm")
+STATS = ("mean", "median", "q10", "q90")
+QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
+STEPS_TAG = "steps_to_99_val_acc"
+HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
+SEED_COLUMNS = ("seed", "split_seed", "order_seed")
+
+
+AUTO_RUNS = 16
 
 
 def parse_runs(text: str) -> set[int]:
+    """Run ids of an ``engine.tb_runs`` list: a comma list of ids and half-open ranges A:B; 'none' or '' for none."""
     ids: set[int] = set()
+    if str(text).strip().lower() == "none":
+        return ids
     for part in str(text).split(","):
         part = part.strip()
         if not part:
@@ -33,80 +65,163 @@ def parse_runs(text: str) -> set[int]:
     return ids
 
 
-class Logger:
-    def __init__(self, out: Path, rows: list[dict], tb_runs: str, group_axes: list[str]):
-        from tensorboardX import SummaryWriter
-
-        self.dir = Path(out) / "tb"
-        self.writer = SummaryWriter(str(self.dir))
-        self.rows = rows
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+def select_runs(tb_runs: str, rows: list[dict], groups: dict[str, list[int]]) -> list[int]:
+    """The run ids whose own curves are logged, in the order of ``rows``. 'auto': AUTO_RUNS runs taken from every
+    group in turn, each group's runs in order (so a scan over wd shows runs of every wd; with one group these are
+    its first AUTO_RUNS runs); otherwise the ids of ``parse_runs`` that are in the scan."""
+    if str(tb_runs).strip().lower() == "auto":
+        chosen: set[int] = set()
+        queues = [list(members) for members in groups.values()]
+        while len(chosen) < AUTO_RUNS and any(queues):
+            for q in queues:
+                if q and len(chosen) < AUTO_RUNS:
+                    chosen.add(q.pop(0))
+    else:
         chosen = parse_runs(tb_runs)
-        self.selected = [r["run"] for r in rows if r["run"] in chosen]
-        self.groups: dict[str, list[int]] = {}  # label -> run ids
+    return [r["run"] for r in rows if r["run"] in chosen]
+
+
+def group_name(row: dict, group_axes: list[str]) -> str:
+    """The TensorBoard run (folder under tb/) of a run's group: 'x_plus_y/wd=0.5,init=xavier_uniform'."""
+    axes = ",".join(f"{a}={row[a]:g}" if isinstance(row[a], float) else f"{a}={row[a]}" for a in group_axes)
+    return f"{row['task']}/{_safe(axes or 'all')}"
+
+
+def summary_writer_class():
+    """tensorboardX.SummaryWriter. tensorboardX imports torch when it can, only to accept torch tensors (which
+    jgrok never passes); that import takes seconds of CPU, so unless torch is already loaded it is kept out."""
+    if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
+        sys.modules["torch"] = None  # `import torch` raises ImportError while this is set
+        try:
+            import tensorboardX  # noqa: F401
+        finally:
+            del sys.modules["torch"]
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", name)
+
+
+def hparam_keys(rows: list[dict], group_axes: list[str]) -> list[str]:
+    """Columns of the HPARAMS tab: task, the seeds (split and order seed only where they differ from the model
+    seed), then the varying axes; constant settings are in config.yaml."""
+    seeds = [k for k in SEED_COLUMNS if k == "seed" or any(r.get(k) != r.get("seed") for r in rows)]
+    return ["task"] + [k for k in seeds if k in rows[0]] + [a for a in group_axes if a not in seeds]
+
+
+class Logger:
+    """Write a scan's TensorBoard logs; ``log`` is called by the engine after every chunk, ``close`` at the end."""
+
+    def __init__(self, out: Path, rows: list[dict], tb_runs: str, group_axes: list[str]):
+        self.dir = Path(out) / "tb"
+        self.rows = rows
+        width = len(str(max(r["run"] for r in rows))) if rows else 1
+        self.run_name = lambda run: f"run_{run:0{width}d}"  # noqa: E731
+        self.hparams = hparam_keys(rows, group_axes) if rows else []
+        self.groups: dict[str, list[int]] = {}  # TensorBoard run name -> run ids
         for r in rows:
-            label = "__".join([r["task"]] + [f"{a}_{r[a]}" for a in group_axes])  # e.g. x_plus_y__wd_0.5
-            self.groups.setdefault(label, []).append(r["run"])
+            self.groups.setdefault(group_name(r, group_axes), []).append(r["run"])
+        self.selected = select_runs(tb_runs, rows, self.groups)
+        self.writers: dict = {}  # TensorBoard run name -> SummaryWriter, opened by the writer thread
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jgrok-tb")
         self.futures = []
+        self.busy_s = 0.0  # seconds the writer thread spent computing statistics and writing
+        self.last_step = 0
+        self.SummaryWriter = summary_writer_class()  # imported here, before training starts
 
     def log(self, steps: np.ndarray, values: dict, runs: list[int]) -> None:
-        """steps [e]; values: metric -> [r, e] for the runs ``runs`` (one program's; copied, returns at once)."""
+        """steps [e]; values: metric -> [r, e] for the runs ``runs`` (one program's). Copies and returns at once."""
         self.futures.append(self.pool.submit(self._write, np.array(steps), {k: np.array(v) for k, v in values.items()},
                                              list(runs)))
 
+    def _writer(self, name: str, first_step: int | None = None):
+        """The writer of one TensorBoard run, opened at its first write. A resumed scan logs again from its last
+        checkpoint: ``purge_step`` tells TensorBoard to drop what an earlier session wrote from that step on."""
+        if name not in self.writers:
+            self.writers[name] = self.SummaryWriter(str(self.dir / name), purge_step=first_step, max_queue=1000,
+                                                    flush_secs=30)
+        return self.writers[name]
+
     def _write(self, steps, values, runs):
-        w = self.writer
+        t0 = time.perf_counter()
+        try:
+            self._write_events(steps, values, runs)
+        finally:
+            self.busy_s += time.perf_counter() - t0
+
+    def _write_events(self, steps, values, runs):
         pos = {r: i for i, r in enumerate(runs)}
-        for j, step in enumerate(steps):
-            step = int(step)
-            for label, members in self.groups.items():
-                idx = [pos[r] for r in members if r in pos]
-                if not idx:
+        steps = [int(s) for s in steps]
+        self.last_step = max([self.last_step] + steps)
+        finite = {k: np.where(np.isfinite(v), v, np.nan) for k, v in values.items()}
+        for name, members in self.groups.items():
+            idx = [pos[r] for r in members if r in pos]
+            if not idx:
+                continue
+            w = self._writer(name, steps[0])
+            for k in METRICS:
+                if k not in finite:  # regression scans have no accuracies
                     continue
-                for k in METRICS:
-                    if k not in values:  # regression scans have no accuracies
-                        continue
-                    x = values[k][idx, j]
-                    x = x[np.isfinite(x)]
-                    if len(x) == 0:
-                        continue
-                    w.add_scalar(f"{label}/{k}/mean", float(x.mean()), step)
-                    w.add_scalar(f"{label}/{k}/median", float(np.median(x)), step)
-                    w.add_scalar(f"{label}/{k}/q10", float(np.quantile(x, 0.1)), step)
-                    w.add_scalar(f"{label}/{k}/q90", float(np.quantile(x, 0.9)), step)
+                x_NxE = finite[k][idx]
+                with warnings.catch_warnings():  # a step where every run has stopped gives NaN and is skipped
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    stats = {"mean": np.nanmean(x_NxE, axis=0)}
+                    qs = np.nanquantile(x_NxE, [q for _, q in QUANTILES], axis=0)
+                stats.update({s: qs[i] for i, (s, _) in enumerate(QUANTILES)})
+                for stat, v_E in stats.items():
+                    for step, v in zip(steps, v_E):
+                        if np.isfinite(v):
+                            w.add_scalar(f"{TAGS[k]}/{stat}", float(v), step)
             for k in HIST:
-                if k not in values:
+                if k not in finite:
                     continue
-                x = values[k][:, j]
-                x = x[np.isfinite(x)]
-                if len(x):
-                    w.add_histogram(f"hist/{k}", x, step)
-            for run in self.selected:
-                if run not in pos:
+                for j, step in enumerate(steps):
+                    x = finite[k][idx, j]
+                    x = x[np.isfinite(x)]
+                    if len(x):
+                        w.add_histogram(f"spread/{k}", x, step)
+        for run in self.selected:
+            if run not in pos:
+                continue
+            w = self._writer(self.run_name(run), steps[0])
+            for k in METRICS:
+                if k not in finite:
                     continue
-                for k in METRICS:
-                    if k not in values:
-                        continue
-                    v = values[k][pos[run], j]
+                for step, v in zip(steps, finite[k][pos[run]]):
                     if np.isfinite(v):
-                        w.add_scalar(f"run_{run}/{k}", float(v), step)
+                        w.add_scalar(TAGS[k], float(v), step)
 
     def close(self, summary: list[dict] | None = None) -> None:
-        for f in self.futures:
-            f.result()
+        """Wait for the writer thread, add the chosen runs' hparams (given the scan's summary rows) and close."""
+        try:
+            for f in self.futures:
+                f.result()
+        finally:
+            self.pool.shutdown()
         if summary is not None:
+            from tensorboardX.summary import hparams
+
             by_run = {int(s["run"]): s for s in summary}
             rows = {r["run"]: r for r in self.rows}
             for run in self.selected:
-                r = rows[run]
                 s = by_run.get(run)
                 if s is None:
                     continue
-                hp = {k: r[k] for k in ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale",
-                                        "optimizer", "filter")}
-                final = {f"hparam/{k}": float(s[k]) for k in ("final_val_acc", "final_val_loss", "step_val_acc_99",
-                                                             "min_val_loss", "drop_epoch")
-                         if s.get(k, "") != ""}
-                self.writer.add_hparams(hp, final, name=f"run_{r['run']}")
-        self.writer.close()
-        self.pool.shutdown()
+                hp = {k: rows[run][k] for k in self.hparams}
+                hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
+                # steps to 99% first, then the curves' last finite values: TensorBoard shows the first five
+                if "step_val_acc_99" in s:
+                    final = {STEPS_TAG: float(s["step_val_acc_99"])}
+                else:  # regression: the epoch of the sudden val-loss drop (the budget if none) and the lowest val loss
+                    final = {k: float(s[k]) for k in ("drop_epoch", "min_val_loss") if s.get(k, "") != ""}
+                final.update({TAGS[k]: float(s[f"final_{k}"]) for k in HPARAM_FINALS if s.get(f"final_{k}", "") != ""})
+                w = self._writer(self.run_name(run))
+                for summ in hparams(hp, final):
+                    w.file_writer.add_summary(summ)
+                if STEPS_TAG in final:
+                    w.add_scalar(STEPS_TAG, final[STEPS_TAG], self.last_step)
+        for w in self.writers.values():
+            w.close()
