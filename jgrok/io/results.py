@@ -22,6 +22,7 @@ Definitions (per run, from the curves at eval steps):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -31,6 +32,9 @@ import numpy as np
 from jgrok import grid as grid_mod
 
 THRESHOLD = 0.99
+W_NOTE = ("results are bit-identical for the same config and W (in any lane, beside any neighbours, re-trained "
+          "alone with --only, or resumed); at another W they agree only at rounding level per update, and "
+          "rounding differences can grow over many updates.")
 FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "step_val_acc_99")
 SUMMARY_COLUMNS = ("run",) + grid_mod.COLUMNS + (
     "lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
@@ -105,21 +109,28 @@ def _num(x):
 
 def write(out: Path, cfg_text: str, rows: list[dict], metrics: dict, eval_step: np.ndarray, step_loss: np.ndarray,
           step_acc: np.ndarray, summary: list[dict]) -> None:
+    """Write the results files, each atomically (a temporary file renamed into place), summary.csv last: a folder
+    with summary.csv holds complete results, one without it is resumable from its checkpoints."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg_text)
+    atomic_text(out / "config.yaml", cfg_text)
     arrays = {"run": np.array([r["run"] for r in rows]), "eval_step": eval_step, "step_loss": step_loss,
               "step_acc": step_acc, **metrics}
     _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
+    atomic_text(out / "final_info.json", json.dumps(final_info(summary), indent=1))
     write_summary(out / "summary.csv", summary)
-    (out / "final_info.json").write_text(json.dumps(final_info(summary), indent=1))
 
 
 def write_summary(path: Path, summary: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
-        w.writeheader()
-        for r in summary:
-            w.writerow({k: r[k] for k in SUMMARY_COLUMNS})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS)
+    w.writeheader()
+    for r in summary:
+        w.writerow({k: r[k] for k in SUMMARY_COLUMNS})
+    atomic_text(path, buf.getvalue())
+
+
+def atomic_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text.encode()))
 
 
 def read_summary(path: Path) -> list[dict]:
@@ -128,10 +139,16 @@ def read_summary(path: Path) -> list[dict]:
 
 
 def _atomic(path: Path, write_fn) -> None:
+    """Write through ``path.tmp`` and rename: a reader (or a process killed midway) sees the old file or the new
+    one, never half of one; a failed write removes its temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write_fn(f)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            write_fn(f)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
@@ -149,6 +166,11 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
         if div:
             head += f", {div} diverged"
         lines.append(head)
+        if div:
+            diverged = sorted((m for m in members if m["diverged_step"] != ""), key=lambda m: m["run"])
+            lines.append("  diverged (loss or parameters not finite; frozen from then on): " + ", ".join(
+                f"run {m['run']} (seed {m['seed']}) at update {int(m['diverged_step']) + 1}" for m in diverged[:top])
+                + (f", ... ({div - top} more in summary.csv)" if div > top else ""))
         if len(steps):
             q = np.percentile(steps, [10, 25, 50, 75, 90])
             lines.append("  steps to 99% val acc among them: p10 {:.0f}  p25 {:.0f}  median {:.0f}  p75 {:.0f}  "
