@@ -232,6 +232,11 @@ def _main(argv, stop) -> int:
     args = build_parser().parse_args(argv)
     only = args.only
     if args.resume is not None:
+        given = [a for a in ("config", "out", "overwrite", "only", "set", *AXIS_FLAGS, *FIELD_FLAGS) if getattr(args, a)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"--resume continues a scan with its saved config; drop {flag} "
+                              "(or start a new scan with --out).")
         out = Path(args.resume)
         try:
             ok = (out / "config.yaml").is_file()

@@ -35,7 +35,9 @@ def manager(out: Path, program_index: int, cleanup: bool = False) -> ocp.Checkpo
     path = (Path(out) / "checkpoints" / f"p{program_index}").resolve()
     opts = ocp.CheckpointManagerOptions(max_to_keep=KEEP, enable_async_checkpointing=False,
                                         cleanup_tmp_directories=cleanup)
-    return ocp.CheckpointManager(path, options=opts)
+    mngr = ocp.CheckpointManager(path, options=opts)
+    mngr.jgrok_writer = cleanup
+    return mngr
 
 
 def pack(state_leaves: list, host: dict, step: int) -> dict:
@@ -103,19 +105,26 @@ def restore(mngr: ocp.CheckpointManager, like: dict):
     """(step, tree) of the newest complete checkpoint that can be read, or None when there is none.
 
     Temporary folders of unfinished saves are never considered. If the newest complete checkpoint is unreadable,
-    the one before it is used (with a note on stderr); if none can be read, ConfigError."""
+    the one before it is used, with a note on stderr; the process that trains the scan (a manager made with
+    ``cleanup=True``) also renames the unreadable folder to ``<step>.damaged`` so that later saves and restores
+    pass it by. If no checkpoint can be read: ConfigError."""
+    directory = Path(mngr.directory)
     steps = sorted(mngr.all_steps(), reverse=True)
     if not steps:
         return None
+    bad = []
     for step in steps:
-        try:
-            tree = mngr.restore(step, args=ocp.args.StandardRestore(like))
+        try:  # each step's item folder directly: one damaged step must not confuse the manager about the others
+            tree = ocp.StandardCheckpointer().restore(directory / str(step) / "default", like)
         except Exception as e:  # noqa: BLE001 - any unreadable or foreign checkpoint
-            error = e
+            bad.append((step, e))
             continue
-        if step != steps[0]:
-            print(f"Checkpoint {mngr.directory}/{steps[0]} cannot be read; resuming from update {step}.",
-                  file=sys.stderr)
+        if bad:
+            print(f"Checkpoint {directory}/{bad[0][0]} cannot be read; resuming from update {step}.", file=sys.stderr)
+            if getattr(mngr, "jgrok_writer", False):
+                for b, _ in bad:
+                    (directory / str(b)).rename(directory / f"{b}.damaged")
+                mngr.reload()
         return int(tree["step"]), jax.tree.map(np.asarray, tree)
-    raise ConfigError(f"Checkpoint {mngr.directory}/{steps[0]} cannot be read ({type(error).__name__}); "
+    raise ConfigError(f"Checkpoint {directory}/{steps[0]} cannot be read ({type(bad[0][1]).__name__}); "
                       "it does not belong to this scan or is damaged.") from None
