@@ -309,6 +309,7 @@ def _main(argv, stop) -> int:
     from jgrok.io import checkpoint, tb
 
     t0 = time.perf_counter()
+    logger = None
     try:
         logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
         try:
@@ -324,7 +325,11 @@ def _main(argv, stop) -> int:
         wall = time.perf_counter() - t0
         summary = results.save_scan(out, cfg_text, done)
         logger.close(summary)
-    except OSError as e:
+    except (OSError, StorageError) as e:
+        if logger is not None:
+            logger.close_quietly()
+        if isinstance(e, StorageError):
+            raise
         raise StorageError(f"Could not write to {out} ({checkpoint.reason(e)}); the checkpoints written so far are "
                            f"intact, so free space (or fix the folder) and resume with: {resume_hint}") from None
     from jgrok import plots
