@@ -16,7 +16,9 @@ Definitions (per run, from the curves at eval steps):
   final_*            the value at the last evaluation with a finite value (for a diverged run: the last
                      evaluation before it diverged)
   diverged_step      0-based index of the update whose loss or parameters were not finite; empty if none
-  stderr (final_info.json) = population std / n, as the AI-Scientist template computes it
+  stderr (final_info.json) = population std / n, as the AI-Scientist template computes it; means and stderrs are
+                     over the n runs that have a value (a run that diverged before its first evaluation has
+                     none: null in final_info_dict)
 """
 
 from __future__ import annotations
@@ -94,9 +96,10 @@ def final_info(summary: list[dict]) -> dict:
     out = {}
     for label, members in groups.items():
         d = {k: [_num(m[k]) for m in members] for k in FINAL_KEYS}
+        have = {k: np.array([x for x in v if x is not None], float) for k, v in d.items()}
         out[label] = {
-            "means": {f"{k}_mean": _num(np.mean(v)) for k, v in d.items()},
-            "stderrs": {f"{k}_stderr": _num(np.std(v) / len(v)) for k, v in d.items()},
+            "means": {f"{k}_mean": _num(v.mean()) if len(v) else None for k, v in have.items()},
+            "stderrs": {f"{k}_stderr": _num(v.std() / len(v)) if len(v) else None for k, v in have.items()},
             "final_info_dict": d,
         }
     return out
