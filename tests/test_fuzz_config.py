@@ -124,7 +124,11 @@ REAL_FLAGS = st.sampled_from([
 
 @settings(FAST, max_examples=N_REAL)
 @given(flags=st.lists(st.one_of(REAL_FLAGS, REAL_FLAGS, argv(n_max=1)), max_size=4))
-def test_cli_real_run_fuzz(flags, tmp_path_factory, capsys):
+def test_cli_real_run_fuzz(flags, tmp_path_factory, capsys, monkeypatch):
+    """Real tiny scans; plots are left out here (they take seconds per scan and are tested elsewhere)."""
+    from jgrok import plots
+
+    monkeypatch.setattr(plots, "make_plots", lambda out: None)
     out = tmp_path_factory.mktemp("fuzz") / "out"
     args = TINY_ARGS + ["--steps", "12", "--wave-size", "4"] + [a for f in flags for a in f]
     args = [a for a in args if a not in ("--dry-run", "--help", "-h", "--res", "--overwrite")] + ["--out", str(out)]
