@@ -209,9 +209,12 @@ def main(argv=None) -> int:
     stop = {"asked": False}
 
     def ask_stop(signum, frame):
+        if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
+            print(f"\n{signal.Signals(signum).name} again: stopping now without saving.", file=sys.stderr)
+            raise KeyboardInterrupt
         stop["asked"] = True
-        print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk...",
-              file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk "
+              "(send it again to stop at once)...", file=sys.stderr)
 
     old = {}
     if threading.current_thread() is threading.main_thread():
@@ -223,6 +226,8 @@ def main(argv=None) -> int:
         return 2
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -302,7 +307,7 @@ def _main(argv, stop) -> int:
                                    "choose another --out.") from None
             raise
     else:
-        check_space(out, need // 2)  # what is there already is replaced step by step
+        check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
     cfg_text = (out / "config.yaml").read_text()
     resume_hint = f"python -m jgrok.scan --resume {out}"
 
