@@ -163,32 +163,42 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where} must be true or false, not {value!r}.")
+        raise ConfigError(f"{where} must be true or false, not {_short(value)}.")
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+            raise ConfigError(f"{where} must be a whole number, not {_short(value)}.")
+        if isinstance(value, int):
+            return value
         try:
             f = float(value)
         except ValueError:
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.") from None
+            raise ConfigError(f"{where} must be a whole number, not {_short(value)}.") from None
         if not math.isfinite(f) or f != int(f):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+            raise ConfigError(f"{where} must be a whole number, not {_short(value)}.")
         return int(f)
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where} must be a number, not {value!r}.")
+            raise ConfigError(f"{where} must be a number, not {_short(value)}.")
         try:
             f = float(value)
         except ValueError:
-            raise ConfigError(f"{where} must be a number, not {value!r}.") from None
+            raise ConfigError(f"{where} must be a number, not {_short(value)}.") from None
+        except OverflowError:  # an integer beyond the float range
+            f = math.inf
         if not math.isfinite(f):
-            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
+            raise ConfigError(f"{where} must be a finite number, not {_short(value)}.")
         return f
     if typ is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{where} must be a name, not {value!r}.")
+            raise ConfigError(f"{where} must be a name, not {_short(value)}.")
         return str(value)
     raise AssertionError(typ)
+
+
+def _short(value: Any, n: int = 40) -> str:
+    """repr of a user's value, cut to n characters (a 400-digit number or a long text stays readable)."""
+    text = repr(value)
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -258,24 +268,29 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
 def resolve_preset(name_or_path: str) -> Path:
     """A config argument is a path to a YAML file or the name of a preset in configs/."""
     path = Path(name_or_path)
-    if path.is_file():
-        return path
-    for candidate in (CONFIGS_DIR / name_or_path, CONFIGS_DIR / f"{name_or_path}.yaml"):
-        if candidate.is_file():
-            return candidate
+    for candidate in (path, CONFIGS_DIR / name_or_path, CONFIGS_DIR / f"{name_or_path}.yaml"):
+        try:
+            if candidate.is_file():
+                return candidate
+        except (OSError, ValueError):  # a name too long for the file system, a NUL byte, ...
+            continue
     presets = sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) if CONFIGS_DIR.is_dir() else []
     raise ConfigError(f"No config file or preset named '{name_or_path}'; presets: {', '.join(presets) or 'none'}.")
 
 
 def load_yaml(path: Path) -> dict:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"Cannot read config file '{path}': {e.strerror}.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Config file '{path}' is not UTF-8 text; give a YAML file.") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"Config file '{path}' is not valid YAML ({str(e).splitlines()[0]}).") from None
+    except RecursionError:
+        raise ConfigError(f"Config file '{path}' nests too deeply to be a jgrok config.") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"Config file '{path}' must hold a mapping of sections (task, model, optim, ...).")
     return data or {}
@@ -370,6 +385,23 @@ def _check_epoch_overrides(cfg: Config, fields) -> None:
         if other and getattr(cfg.train, other) > 0:
             raise ConfigError(f"This config counts train.{other} (= {getattr(cfg.train, other)}), so train.{field} "
                               f"would be ignored; set train.{other} instead, or train.{other}=0 to count updates.")
+
+
+INT32_MAX = 2**31 - 1
+MAX_RUNS = 2**20  # runs per scan (the runs table lives in host memory as Python rows)
+MAX_LANES = 2**20  # lanes W per wave
+MAX_PARAMS = 2**31  # parameters per run
+
+
+def n_runs(cfg: Config) -> int:
+    """Runs in the grid: the product of the axes' lengths."""
+    return math.prod(len(v) for v in cfg.grid.values())
+
+
+def approx_params(m: ModelConfig, vocab: int = 2**12) -> int:
+    """An upper estimate of a transformer's parameters per run, without building it (for the size limit)."""
+    d = m.d_model
+    return m.n_layers * (4 * d * d + 2 * d * d * m.mlp_ratio + 8 * d) + (2 * vocab + m.n_positions + 4) * d
 
 
 def validate(cfg: Config) -> None:
@@ -481,6 +513,24 @@ def validate(cfg: Config) -> None:
         if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
             raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
                               f"not '{e.tb_runs}'.")
+    for name, cls in _SECTION_CLASSES.items():  # counts, sizes and step numbers are int32 in compiled programs
+        for field, typ in _field_types(cls).items():
+            v = getattr(getattr(cfg, name), field)
+            if typ is int and v > INT32_MAX:
+                raise ConfigError(f"{name}.{field} = {_short(v)} is too large; the limit is {INT32_MAX}.")
+    for w in each("filter_window"):
+        if w > INT32_MAX:
+            raise ConfigError(f"Filter window {_short(w)} is too large; the limit is {INT32_MAX}.")
+    if e.wave_size > MAX_LANES:
+        raise ConfigError(f"engine.wave_size = {e.wave_size} lanes is more than jgrok's limit of {MAX_LANES}.")
+    params = approx_params(m)
+    if params > MAX_PARAMS:
+        raise ConfigError(f"The model has about {params:.2e} parameters per run, more than jgrok's limit of "
+                          f"{MAX_PARAMS:.2e}; reduce model.d_model, model.n_layers or model.mlp_ratio.")
+    runs = n_runs(cfg)
+    if runs > MAX_RUNS:
+        raise ConfigError(f"The grid has {runs:,} runs, more than jgrok's limit of {MAX_RUNS:,} per scan; "
+                          "split it into several scans.")
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):
             if not 0 <= s < 2**31:

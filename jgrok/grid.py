@@ -81,6 +81,9 @@ def parse_ids(text: str, n_runs: int) -> list[int]:
                 lo, hi = int(a), int(b)
                 if hi <= lo:
                     raise config_mod.ConfigError(f"Run range '{part}' is empty; write A:B with A < B.")
+                if lo < 0 or hi > n_runs:
+                    bad = lo if lo < 0 else hi - 1
+                    raise config_mod.ConfigError(f"Run id {bad} does not exist; this grid has runs 0 to {n_runs - 1}.")
                 ids.extend(range(lo, hi))
             else:
                 ids.append(int(part))

@@ -25,6 +25,7 @@ import numpy as np
 
 from jgrok import plots
 from jgrok.errors import ConfigError
+from jgrok.io.results import W_NOTE
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
 FASTEST = 5
@@ -108,7 +109,7 @@ def build_report(out_dir, runs=None) -> Path:
           f"- updates per run (budget): {scan.budget}"
           + (f", evaluated every {train['eval_every']}" if train.get("eval_every") else "")
           + (f", batch size {train['batch_size']}" if train.get("batch_size") else ""),
-          f"- lanes W: {lanes[0] if isinstance(lanes, list) and len(lanes) == 1 else lanes}",
+          f"- lanes W: {lanes[0] if isinstance(lanes, list) and len(lanes) == 1 else lanes}; {W_NOTE}",
           f"- runs: {len(rows)} in {len(by_group)} group(s)"
           + (f" by {', '.join(keys)}" if keys else "") + "; seeds are replicates within a group",
           "", "Steps to 99% val acc = first eval step with val acc > 0.99 (the budget if never). Quantiles, mean "

@@ -15,12 +15,13 @@ import dataclasses
 import shutil
 import signal
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 from jgrok import config as config_mod
-from jgrok.errors import ConfigError
+from jgrok.errors import ConfigError, StorageError, one_line
 
 RESULT_ENTRIES = ("config.yaml", "metrics.npz", "metrics.npz.tmp", "summary.csv", "final_info.json", "plots", "tb",
                   "checkpoints", "report.md", "analysis")
@@ -85,6 +86,9 @@ def parse_values(flag: str, text: str, seeds: bool = False) -> list[str]:
             raise ConfigError(f"{flag} takes a range A:B of whole numbers or a comma list, not '{text}'.") from None
         if len(parts) != 2 or hi <= lo:
             raise ConfigError(f"{flag} {text} is an empty range; write A:B with A < B.")
+        if hi - lo > config_mod.MAX_RUNS:
+            raise ConfigError(f"{flag} {text} has {hi - lo:,} values, more than jgrok's limit of "
+                              f"{config_mod.MAX_RUNS:,} runs per scan.")
         return [str(i) for i in range(lo, hi)]
     values = [v.strip() for v in text.split(",")]
     if not text or any(v == "" for v in values):
@@ -137,46 +141,126 @@ def resolve(args) -> config_mod.Config:
     return config_mod.with_grid(cfg, **axes) if axes else cfg
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
-    """Refuse to touch an existing folder unless asked; with --overwrite remove only jgrok's own entries."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; choose a folder path.")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"Output folder {out} already exists; choose another --out or pass --overwrite.")
-        if not (out / "config.yaml").is_file():
-            raise ConfigError(f"Output folder {out} is not a jgrok results folder; choose another --out.")
-        for name in RESULT_ENTRIES:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+def prepare_out(out: Path, overwrite: bool) -> Path | None:
+    """Refuse to touch an existing folder unless asked; with --overwrite remove only jgrok's own entries. Check that
+    the folder can be written. Returns the outermost folder this call created (to remove if the scan cannot start),
+    or None when the folder existed."""
     try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out} is a file; choose a folder path.")
+        if out.is_dir() and any(out.iterdir()):
+            if not overwrite:
+                raise ConfigError(f"Output folder {out} already exists; choose another --out or pass --overwrite.")
+            if not (out / "config.yaml").is_file():
+                raise ConfigError(f"Output folder {out} is not a jgrok results folder; choose another --out.")
+            remove_results(out)
+        created = None
+        for folder in [out, *out.parents]:  # the outermost folder that does not exist yet
+            if folder.exists():
+                break
+            created = folder
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write_test"
         probe.write_text("ok")
         probe.unlink()
+    except ConfigError:
+        raise
     except OSError as e:
-        raise ConfigError(f"Cannot write to output folder {out} ({e.strerror}); choose another --out.") from None
+        raise StorageError(f"Cannot write to output folder {out} ({e.strerror}); choose another --out.") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError(f"--out {str(out)!r} is not a usable folder name.") from None
+    return created
+
+
+def remove_results(out: Path) -> None:
+    """Delete jgrok's own entries of a results folder (and nothing else)."""
+    for name in RESULT_ENTRIES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+
+
+def disk_bytes(progs: list, checkpoint_every: int) -> int:
+    """Disk space a scan needs at its peak: per program the checkpoints on disk at once (the two kept plus the one
+    being written; one plus a final one without --checkpoint-every) and metrics.npz, plus room for TensorBoard logs
+    and plots. A checkpoint is every run's training state and its curves so far, plus Orbax's metadata."""
+    import jax
+
+    from jgrok import engine, grid, train
+    from jgrok.io import checkpoint
+
+    copies = checkpoint.KEEP + 1 if checkpoint_every else 2
+    total = 8 << 20  # TensorBoard logs, plots, summary, config: a few MiB at most for thousands of runs
+    for prog, _, members in progs:
+        state = jax.eval_shape(jax.vmap(lambda hp, prog=prog: train.init_run(prog, hp)), grid.hyper(prog, members[:1]))
+        n_evals = len(engine.eval_steps(prog.cfg.train.steps, prog.cfg.train.eval_every))
+        curves = 4 * (2 * prog.cfg.train.steps + n_evals * len(train.eval_keys(prog)) + 2)
+        per_run = checkpoint.tree_bytes(state) + curves
+        ckpt = len(members) * per_run * 11 // 10 + (256 << 10)
+        total += copies * ckpt + len(members) * curves
+    return total
+
+
+def check_space(out: Path, need: int) -> None:
+    """StorageError before training when the output location has less free space than the scan needs."""
+    try:
+        free = shutil.disk_usage(out).free
+    except OSError:
+        return
+    if free < need:
+        raise StorageError(f"Output folder {out} has {free / 2**20:,.1f} MiB free but this scan writes about "
+                           f"{need / 2**20:,.1f} MiB (checkpoints and results); free space or choose another --out.")
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit code: 0 done, 2 a mistake or storage fault (one sentence on
+    stderr), 130 stopped by SIGINT/SIGTERM (after saving a checkpoint when training had begun)."""
+    stop = {"asked": False}
+
+    def ask_stop(signum, frame):
+        if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
+            print(f"\n{signal.Signals(signum).name} again: stopping now without saving.", file=sys.stderr)
+            raise KeyboardInterrupt
+        stop["asked"] = True
+        print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk "
+              "(send it again to stop at once)...", file=sys.stderr)
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _main(argv)
+        return _main(argv, stop)
     except ConfigError as e:
-        print(f"jgrok.scan: error: {e}", file=sys.stderr)
+        print(f"jgrok.scan: error: {one_line(e)}", file=sys.stderr)
         return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
-def _main(argv) -> int:
+def _main(argv, stop) -> int:
     args = build_parser().parse_args(argv)
     only = args.only
     if args.resume is not None:
+        given = [a for a in ("config", "out", "overwrite", "only", "set", *AXIS_FLAGS, *FIELD_FLAGS) if getattr(args, a)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ConfigError(f"--resume continues a scan with its saved config; drop {flag} "
+                              "(or start a new scan with --out).")
         out = Path(args.resume)
-        if not (out / "config.yaml").is_file() or not (out / "checkpoints").is_dir():
-            raise ConfigError(f"{out} is not a jgrok scan that can be resumed (it needs config.yaml and checkpoints/).")
-        if (out / "summary.csv").is_file():
+        try:
+            ok = (out / "config.yaml").is_file()
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{out} is not a jgrok scan that can be resumed (it has no config.yaml).")
+        if (out / "summary.csv").is_file():  # written last and atomically: the scan finished
             print(f"{out} is already finished; nothing to do.")
             return 0
         saved = config_mod.load_yaml(out / "config.yaml")
@@ -219,56 +303,77 @@ def _main(argv) -> int:
                   f"{prog.n_params:,} parameters per run, {table.n_pairs} pairs ({table.n_train} train), "
                   f"lanes W = {W} x {n_dev} device(s), estimated device memory "
                   f"{per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
+        print(f"# disk: about {disk_bytes(progs, cfg.engine.checkpoint_every) / 2**20:,.1f} MiB at most "
+              "(checkpoints and results)")
         return 0
 
-    if args.resume is None:
-        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-        prepare_out(out, args.overwrite)
-        if cfg.engine.wave_size == 0:
-            cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
-        extra = {"lanes": W} if only is None else {"lanes": W, "only": str(only)}
-        (out / "config.yaml").write_text(config_mod.dump(cfg, extra))
-    cfg_text = (out / "config.yaml").read_text()
-
-    from jgrok.io import checkpoint
-
-    stop = {"asked": False}
-
-    def ask_stop(signum, frame):
-        stop["asked"] = True
-        print(f"\n{signal.Signals(signum).name}: saving a checkpoint after the current chunk...", file=sys.stderr)
-
-    old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    from jgrok.io import tb
-
-    logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows)) if cfg.engine.tensorboard else None
+    # regression data is read (or generated into its cache) before the output folder is made, so a bad data file
+    # leaves nothing behind
     for p, t, _ in progs:  # regression data: which codes, and how many infinite heights were left out
         if p.kind == "regress":
             t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
             print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
+    need = disk_bytes(progs, cfg.engine.checkpoint_every)
+    if args.resume is None:
+        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
+        created = prepare_out(out, args.overwrite)
+        try:  # nothing is trained yet: if the folder cannot take the scan, leave nothing behind
+            check_space(out, need)
+            if cfg.engine.wave_size == 0:
+                cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
+            extra = {"lanes": W} if only is None else {"lanes": W, "only": str(only)}
+            results.atomic_text(out / "config.yaml", config_mod.dump(cfg, extra))
+        except (ConfigError, OSError) as e:
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
+            else:
+                remove_results(out)
+            if isinstance(e, OSError):
+                raise StorageError(f"Cannot write to output folder {out} ({e.strerror}); "
+                                   "choose another --out.") from None
+            raise
+    else:
+        check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
+    cfg_text = (out / "config.yaml").read_text()
+    resume_hint = f"python -m jgrok.scan --resume {out}"
+
+    from jgrok.io import checkpoint, tb
+
     t0 = time.perf_counter()
+    logger = None
     try:
-        done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
-                                     on_chunk=logger.log if logger else None,
-                                     ckpt=checkpoint.manager(out, i), checkpoint_every=cfg.engine.checkpoint_every,
-                                     should_stop=lambda: stop["asked"])
-                for i, (p, t, m) in enumerate(progs)]
-    except engine.Interrupted as e:
-        print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: python -m jgrok.scan --resume {out}",
-              file=sys.stderr)
-        if logger:
-            logger.close()
-        return 130
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-    wall = time.perf_counter() - t0
-    summary = results.save_scan(out, cfg_text, done)
-    if logger:
-        logger.close(summary)
+        if cfg.engine.tensorboard:
+            logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
+        try:
+            done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+                                         on_chunk=logger.log if logger else None,
+                                         ckpt=checkpoint.manager(out, i, cleanup=True),
+                                         checkpoint_every=cfg.engine.checkpoint_every,
+                                         should_stop=lambda: stop["asked"])
+                    for i, (p, t, m) in enumerate(progs)]
+        except engine.Interrupted as e:
+            if logger is not None:
+                logger.close()
+            print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: {resume_hint}", file=sys.stderr)
+            return 130
+        wall = time.perf_counter() - t0
+        summary = results.save_scan(out, cfg_text, done)
+        if logger is not None:
+            logger.close(summary)
+    except (OSError, StorageError) as e:
+        if logger is not None:
+            logger.close_quietly()
+        if isinstance(e, StorageError):
+            raise
+        raise StorageError(f"Could not write to {out} ({checkpoint.reason(e)}); the checkpoints written so far are "
+                           f"intact, so free space (or fix the folder) and resume with: {resume_hint}") from None
     from jgrok import plots
 
-    plots.make_plots(out)
+    try:
+        plots.make_plots(out)
+    except OSError as e:
+        raise StorageError(f"The results in {out} are complete but the plots could not be written "
+                           f"({checkpoint.reason(e)}); free space and run: python -m jgrok.report {out}") from None
     summary = results.read_summary(out / "summary.csv")
     budget = done[0].prog.cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
     n_steps = sum(len(d.rows) * d.prog.cfg.train.steps for d in done)
@@ -277,6 +382,7 @@ def _main(argv) -> int:
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     for line in results.distribution_lines(_typed(summary), budget):
         print(line)
+    print(f"Lane width W = {W}: {results.W_NOTE}")
     return 0
 
 

@@ -16,7 +16,9 @@ Definitions (per run, from the curves at eval steps):
   final_*            the value at the last evaluation with a finite value (for a diverged run: the last
                      evaluation before it diverged)
   diverged_step      0-based index of the update whose loss or parameters were not finite; empty if none
-  stderr (final_info.json) = population std / n, as the AI-Scientist template computes it
+  stderr (final_info.json) = population std / n, as the AI-Scientist template computes it; means and stderrs are
+                     over the n runs that have a value (a run that diverged before its first evaluation has
+                     none: null in final_info_dict)
 
 A regression scan (task mheight) has no accuracies: metrics.npz holds no train_acc / val_acc / step_acc (it holds
 ``updates_per_epoch`` [], ceil(n_train / batch_size), instead), and
@@ -33,6 +35,7 @@ summary.csv has REGRESSION_COLUMNS instead, with
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -42,6 +45,9 @@ import numpy as np
 from jgrok import grid as grid_mod
 
 THRESHOLD = 0.99
+W_NOTE = ("results are bit-identical for the same config and W (in any lane, beside any neighbours, re-trained "
+          "alone with --only, or resumed); at another W they agree only at rounding level per update, and "
+          "rounding differences can grow over many updates.")
 FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "step_val_acc_99")
 REGRESSION_FINAL_KEYS = ("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped")
 SUMMARY_COLUMNS = ("run",) + grid_mod.COLUMNS + (
@@ -152,22 +158,29 @@ def _num(x):
 
 def write(out: Path, cfg_text: str, rows: list[dict], metrics: dict, eval_step: np.ndarray, step_loss: np.ndarray,
           step_acc: np.ndarray, summary: list[dict]) -> None:
+    """Write the results files, each atomically (a temporary file renamed into place), summary.csv last: a folder
+    with summary.csv holds complete results, one without it is resumable from its checkpoints."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(cfg_text)
+    atomic_text(out / "config.yaml", cfg_text)
     arrays = {"run": np.array([r["run"] for r in rows]), "eval_step": eval_step, "step_loss": step_loss,
               **({} if step_acc is None else {"step_acc": step_acc}), **metrics}
     _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
+    atomic_text(out / "final_info.json", json.dumps(final_info(summary), indent=1))
     write_summary(out / "summary.csv", summary)
-    (out / "final_info.json").write_text(json.dumps(final_info(summary), indent=1))
 
 
 def write_summary(path: Path, summary: list[dict]) -> None:
     columns = REGRESSION_COLUMNS if is_regression(summary) else SUMMARY_COLUMNS
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        for r in summary:
-            w.writerow({k: r[k] for k in columns})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=columns)
+    w.writeheader()
+    for r in summary:
+        w.writerow({k: r[k] for k in columns})
+    atomic_text(path, buf.getvalue())
+
+
+def atomic_text(path: Path, text: str) -> None:
+    _atomic(path, lambda f: f.write(text.encode()))
 
 
 def read_summary(path: Path) -> list[dict]:
@@ -176,10 +189,16 @@ def read_summary(path: Path) -> list[dict]:
 
 
 def _atomic(path: Path, write_fn) -> None:
+    """Write through ``path.tmp`` and rename: a reader (or a process killed midway) sees the old file or the new
+    one, never half of one; a failed write removes its temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write_fn(f)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            write_fn(f)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
@@ -200,6 +219,11 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
         if div:
             head += f", {div} diverged"
         lines.append(head)
+        if div:
+            diverged = sorted((m for m in members if m["diverged_step"] != ""), key=lambda m: m["run"])
+            lines.append("  diverged (loss or parameters not finite; frozen from then on): " + ", ".join(
+                f"run {m['run']} (seed {m['seed']}) at update {int(m['diverged_step']) + 1}" for m in diverged[:top])
+                + (f", ... ({div - top} more in summary.csv)" if div > top else ""))
         if len(steps):
             q = np.percentile(steps, [10, 25, 50, 75, 90])
             lines.append("  steps to 99% val acc among them: p10 {:.0f}  p25 {:.0f}  median {:.0f}  p75 {:.0f}  "

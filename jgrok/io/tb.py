@@ -225,3 +225,25 @@ class Logger:
                     w.add_scalar(STEPS_TAG, final[STEPS_TAG], self.last_step)
         for w in self.writers.values():
             w.close()
+
+    def close_quietly(self) -> None:
+        """Stop logging after a storage fault: wait for pending writes, close the event files, and swallow their
+        errors (a full disk must end in the scan's one-sentence message, not in tracebacks at exit)."""
+        for f in self.futures:
+            try:
+                f.result()
+            except Exception:  # noqa: BLE001
+                pass
+        self.pool.shutdown()
+        for w in self.writers.values():
+            for fw in list(getattr(w, "all_writers", {}).values()) or [w]:
+                try:
+                    fw.close()
+                except Exception:  # noqa: BLE001 - the flush hit the fault again; mark closed so atexit does not retry
+                    ev = getattr(fw, "event_writer", None)
+                    if ev is not None:
+                        try:
+                            ev._worker.stop()  # let its thread end before the queue goes away
+                        except Exception:  # noqa: BLE001
+                            pass
+                        ev._closed = True
