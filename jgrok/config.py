@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ class TrainConfig:
     eval_train: bool = False  # also evaluate the full train split at each eval
     eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
     precision: str = "fp32"  # "fp32", "tf32", "bf16"
+    stop_when: str = ""  # stop rule "<eval metric><op><number>", e.g. "val_acc>0.99"; "" = train the full budget
+    patience: int = 1  # consecutive evaluations that must meet the stop rule before a run stops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +90,7 @@ class EngineConfig:
     chunk: int = 500  # updates per compiled chunk between host syncs (checkpoints land on chunk ends)
     checkpoint_every: int = 0  # updates between checkpoints; 0 = only at the end
     tb_runs: str = "0:16"  # runs whose full per-run scalars go to TensorBoard
+    compact: bool = True  # between chunks, re-pack runs that still train into fewer waves (results unchanged)
 
 
 # Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
@@ -221,7 +225,7 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("A config file must hold a YAML mapping of sections (task, model, optim, ...).")
-    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only"}
+    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only", "process"}
     for key in data:
         if key not in known:
             raise ConfigError(f"Unknown config section '{key}'; known sections: {', '.join(sorted(known))}.")
@@ -314,6 +318,20 @@ def base_for_axes(cfg: Config, values: dict) -> Config:
     return out
 
 
+_STOP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_stop_rule(text: str) -> tuple[str, str, float] | None:
+    """``"val_acc>0.99"`` -> ("val_acc", ">", 0.99); "" -> None. The metric is an evaluated curve (val_acc,
+    val_loss, weight_norm, ...); the operator is >, <, >= or <=."""
+    if not text or not text.strip():
+        return None
+    m = _STOP_RE.match(text)
+    if m is None:
+        raise ConfigError(f"--stop-when takes METRIC>NUMBER or METRIC<NUMBER, e.g. val_acc>0.99, not '{text}'.")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
 def validate(cfg: Config) -> None:
     """Check every value a user can set; raise ConfigError naming what to change."""
     # Imported here: these modules own the lists of valid names.
@@ -385,6 +403,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"train.sampling must be 'replacement', 'epochs' or 'full', not '{tr.sampling}'.")
     if tr.precision not in ("fp32", "tf32", "bf16"):
         raise ConfigError(f"train.precision must be 'fp32', 'tf32' or 'bf16', not '{tr.precision}'.")
+    parse_stop_rule(tr.stop_when)
+    if tr.patience < 1:
+        raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
     e = cfg.engine
     if e.wave_size < 0:
         raise ConfigError(f"engine.wave_size must be positive (or 0 for automatic), not {e.wave_size}.")

@@ -73,7 +73,12 @@ def distribution_table(summary_rows: list[dict], group_keys: list[str]) -> str:
 
 
 def build_report(out_dir, runs=None) -> Path:
-    """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path."""
+    """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path. A multi-process scan's shards
+    (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json."""
+    if (Path(out_dir) / "shards").is_dir():
+        from jgrok.io import results
+
+        results.merge_shards(Path(out_dir))
     scan = plots.load_scan(out_dir)
     paths = plots.plot_scan(scan, runs)
     rows, keys = scan.rows, plots.group_keys(scan.rows)
