@@ -20,7 +20,15 @@ from jgrok.errors import ConfigError
 
 def manager(out: Path, program_index: int) -> ocp.CheckpointManager:
     path = (Path(out) / "checkpoints" / f"p{program_index}").resolve()
-    opts = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
+    me = jax.process_index()  # in a multi-process scan every process checkpoints its own share, alone
+    solo = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
+                                              barrier_sync_key_prefix=f"jgrok_p{me}")
+    if jax.process_count() > 1:
+        path.mkdir(parents=True, exist_ok=True)
+        opts = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False, create=False,
+                                            multiprocessing_options=solo)
+    else:
+        opts = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
     return ocp.CheckpointManager(path, options=opts)
 
 
