@@ -183,12 +183,12 @@ class DecoderBlock(nn.Module):
 class Transformer(nn.Module):
     """tokens [B, T] -> logits of the last position [B, n_out]."""
 
-    def __init__(self, n_vocab: int, n_out: int):
+    def __init__(self, n_vocab: int, n_out: int, d: int = D, heads: int = HEADS, layers: int = LAYERS):
         super().__init__()
-        self.token_embeddings = nn.Embedding(n_vocab, D)
-        self.position_embeddings = nn.Embedding(SEQ_LEN, D)
+        self.token_embeddings = nn.Embedding(n_vocab, d)
+        self.position_embeddings = nn.Embedding(SEQ_LEN, d)
         self.model = nn.Sequential(
-                *[DecoderBlock(D, HEADS) for _ in range(LAYERS)], nn.LayerNorm(D), nn.Linear(D, n_out)
+                *[DecoderBlock(d, heads) for _ in range(layers)], nn.LayerNorm(d), nn.Linear(d, n_out)
         )
 
     def forward(self, tokens_BxT: torch.Tensor) -> torch.Tensor:
@@ -204,15 +204,17 @@ def _sizes(task: str, p: int) -> tuple[int, int]:
     return n + 2, n
 
 
-def build_model(task: str, p: int = 97, seed: int | None = None) -> Transformer:
-    """The template's model for `task`; with a seed, its init after torch.manual_seed(1337 + seed)."""
+def build_model(task: str, p: int = 97, seed: int | None = None, dims: tuple[int, int, int] = (D, HEADS, LAYERS)
+                ) -> Transformer:
+    """The template's model for `task`; with a seed, its init after torch.manual_seed(1337 + seed).
+    dims = (width, heads, layers) shrinks it for benchmarks of small models (the template's by default)."""
     n_vocab, n_out = _sizes(task, p)
     if seed is not None:
         torch.manual_seed(1337 + seed)
-    model = Transformer(n_vocab, n_out)
+    model = Transformer(n_vocab, n_out, *dims)
     key = "permutation" if task == "permutation" else f"mod{p}"
     n_params = sum(w.numel() for w in model.parameters())
-    assert key not in N_PARAMS or n_params == N_PARAMS[key], (key, n_params)
+    assert dims != (D, HEADS, LAYERS) or key not in N_PARAMS or n_params == N_PARAMS[key], (key, n_params)
     return model
 
 
@@ -376,11 +378,11 @@ def _run_single(model: nn.Module, d: _SeedData, steps, eval_every, batch_size, e
     return curves[0], t_warm
 
 
-def _run_eager(task, seeds, steps, eval_every, batch_size, eval_mode, warmup_steps, device, p, frac, compiled):
+def _run_eager(task, seeds, steps, eval_every, batch_size, eval_mode, warmup_steps, device, p, frac, dims, compiled):
     curves, t_warm, shared = [], None, None
     for seed in seeds:
         d = _seed_data(task, seed, p, frac, device)
-        model = build_model(task, p, seed).to(device)
+        model = build_model(task, p, seed, dims).to(device)
         if compiled:  # one compiled module for all seeds: load each seed's init into it (no recompiles)
             if shared is None:
                 shared = torch.compile(model, dynamic=False)
@@ -393,9 +395,9 @@ def _run_eager(task, seeds, steps, eval_every, batch_size, eval_mode, warmup_ste
     return curves, t_warm
 
 
-def _run_vmap(task, seeds, steps, eval_every, batch_size, eval_mode, warmup_steps, device, p, frac):
+def _run_vmap(task, seeds, steps, eval_every, batch_size, eval_mode, warmup_steps, device, p, frac, dims):
     data = [_seed_data(task, s, p, frac, device) for s in seeds]
-    models = [build_model(task, p, s).to(device) for s in seeds]
+    models = [build_model(task, p, s, dims).to(device) for s in seeds]
     params, buffers = torch.func.stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     opt, sched = _optimizer(list(params.values()))
@@ -459,11 +461,13 @@ def run(
         device: str = "cpu",
         p: int = 97,
         frac: float = 0.5,
+        dims: tuple[int, int, int] = (D, HEADS, LAYERS),
 ) -> dict:
-    """Trains every seed in `mode`; returns the measurement (see the module docstring) and per-seed curves."""
+    """Trains every seed in `mode`; returns the measurement (see the module docstring) and per-seed curves.
+    dims = (width, heads, layers) of the model (the template's by default)."""
     dev = torch.device(device)
     _check(task, mode, len(seeds), steps, eval_every, batch_size, eval_mode, warmup_steps, dev)
-    args = (task, list(seeds), steps, eval_every, batch_size, eval_mode, warmup_steps, dev, p, frac)
+    args = (task, list(seeds), steps, eval_every, batch_size, eval_mode, warmup_steps, dev, p, frac, tuple(dims))
     _sync(dev)
     t0 = time.perf_counter()
     if mode == "vmap":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,8 @@ class TrainConfig:
     # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
     epochs: int = 0
     eval_every_epochs: int = 0
+    stop_when: str = ""  # stop rule "<eval metric><op><number>", e.g. "val_acc>0.99"; "" = train the full budget
+    patience: int = 1  # consecutive evaluations that must meet the stop rule before a run stops
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +111,7 @@ class EngineConfig:
     # runs whose own curves go to TensorBoard: ids like "0:16" or "3,17", "none", or "auto" = 16 runs taken from
     # every group in turn (the first 16 runs when there is one group)
     tb_runs: str = "auto"
+    compact: bool = True  # between chunks, re-pack runs that still train into fewer waves (results unchanged)
 
 
 # Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
@@ -252,7 +256,7 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("A config file must hold a YAML mapping of sections (task, model, optim, ...).")
-    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only"}
+    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only", "process"}
     for key in data:
         if key not in known:
             raise ConfigError(f"Unknown config section '{key}'; known sections: {', '.join(sorted(known))}.")
@@ -404,6 +408,20 @@ def approx_params(m: ModelConfig, vocab: int = 2**12) -> int:
     return m.n_layers * (4 * d * d + 2 * d * d * m.mlp_ratio + 8 * d) + (2 * vocab + m.n_positions + 4) * d
 
 
+_STOP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_stop_rule(text: str) -> tuple[str, str, float] | None:
+    """``"val_acc>0.99"`` -> ("val_acc", ">", 0.99); "" -> None. The metric is an evaluated curve (val_acc,
+    val_loss, weight_norm, ...); the operator is >, <, >= or <=."""
+    if not text or not text.strip():
+        return None
+    m = _STOP_RE.match(text)
+    if m is None:
+        raise ConfigError(f"--stop-when takes METRIC>NUMBER or METRIC<NUMBER, e.g. val_acc>0.99, not '{text}'.")
+    return m.group(1), m.group(2), float(m.group(3))
+
+
 def validate(cfg: Config) -> None:
     """Check every value a user can set; raise ConfigError naming what to change."""
     # Imported here: these modules own the lists of valid names.
@@ -501,6 +519,9 @@ def validate(cfg: Config) -> None:
                               f"with train.{'steps' if field == 'epochs' else 'eval_every'}.")
     if tr.precision not in ("fp32", "tf32", "bf16"):
         raise ConfigError(f"train.precision must be 'fp32', 'tf32' or 'bf16', not '{tr.precision}'.")
+    parse_stop_rule(tr.stop_when)
+    if tr.patience < 1:
+        raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
     e = cfg.engine
     if e.wave_size < 0:
         raise ConfigError(f"engine.wave_size must be positive (or 0 for automatic), not {e.wave_size}.")

@@ -1,13 +1,14 @@
 """The engine: waves, chunks, devices, progress. The only module that knows about devices and wall-clock time.
 
-A program's runs are packed into *waves* of W lanes. On D local devices, D waves sit side by side as one
-sharded array of D x W lanes (a ``runs`` mesh axis, W lanes per device), so every device executes the same
-W-wide program and a run's numbers depend only on its config and W — not on its lane, its neighbours, the
-number of runs or the number of devices. The last wave is padded with copies of its first run; padded lanes
-are computed and thrown away.
+A program's runs are packed into *waves* of W lanes. On D local devices, wave i runs on device i mod D, so
+D waves run side by side and every device executes the same W-wide program: a run's numbers depend only on its
+config and W — not on its lane, its neighbours, the number of runs or the number of devices. The last wave is
+padded with copies of its first run; padded lanes are computed and thrown away.
 
 All waves of a program advance together, one compiled chunk of K updates at a time; between chunks the host
-collects metrics, reports progress and writes checkpoints.
+collects metrics, reports progress and writes checkpoints. Runs that stopped (``train.stop_when``) or diverged
+are frozen inside the chunk; between chunks they leave the device and the rest are re-packed into fewer groups
+(compaction), so a heavy-tailed scan stops paying for finished runs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jgrok import grid as grid_mod
 from jgrok import train
@@ -40,6 +40,7 @@ class ProgramResult:
     diverged_step: np.ndarray  # int32[R], -1 when the run never diverged
     final_params: dict | None  # pytree of [R, ...] numpy arrays
     lanes: int
+    stopped_step: np.ndarray | None = None  # int32[R]: updates done when the stop rule fired; -1 when it never did
 
 
 def eval_steps(total: int, eval_every: int) -> np.ndarray:
@@ -68,6 +69,37 @@ def per_run_bytes(prog: train.Program) -> int:
     return 4 * (slots * P + acts + prog.n_pairs)
 
 
+def _abstract_wave(prog: train.Program, W: int):
+    """Shapes of a wave's (state, hp) at W lanes, without computing anything."""
+    G = len(prog.groups)
+    f32, i32 = jnp.float32, jnp.int32
+    hp = train.Hyper(*(jax.ShapeDtypeStruct((W,), dt) for dt in (f32, f32, f32, i32, f32, f32, i32, i32, i32)),
+                     seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32))
+    return jax.eval_shape(train.make_init(prog), hp), hp
+
+
+def measured_lane_bytes(prog: train.Program, K: int, widths=(2, 4)) -> tuple[int, int] | None:
+    """(fixed, per_lane) device bytes of one compiled chunk, from XLA's memory analysis of the chunk compiled at
+    two small widths a < b (arguments + outputs - donated aliases + temporaries) and extrapolated linearly:
+    bytes(W) ~ fixed + per_lane * W. None when the backend does not report it."""
+    sizes = []
+    n = prog.n_pairs
+    data = (jax.ShapeDtypeStruct((n, 4), jnp.int32), jax.ShapeDtypeStruct((n,), jnp.int32))
+    i32 = jax.ShapeDtypeStruct((), jnp.int32)
+    for W in widths:
+        state, hp = _abstract_wave(prog, W)
+        try:
+            m = train.make_chunk(prog, K).lower(state, hp, data, i32, i32, i32).compile().memory_analysis()
+        except Exception:  # noqa: BLE001 - backends without memory analysis
+            return None
+        if m is None:
+            return None
+        sizes.append(m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes)
+    (a, b), (fa, fb) = widths, sizes
+    per_lane = max(1, (fb - fa) // (b - a))
+    return max(0, fa - a * per_lane), per_lane
+
+
 def device_free_bytes() -> int:
     dev = jax.local_devices()[0]
     try:
@@ -84,10 +116,22 @@ def device_free_bytes() -> int:
         return 8 << 30
 
 
-def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int) -> int:
-    """Default W: as many lanes per device as fit in half of the free device memory, but no more than needed."""
-    fit = max(1, int(0.5 * device_free_bytes() // per_run_bytes(prog)))
+def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int, free: int | None = None) -> int:
+    """Default W: as many lanes per device as fit in half of the free device memory, but no more than needed.
+
+    When the analytic estimate (per_run_bytes) says the needed lanes fill less than a quarter of the free memory,
+    they are taken without measuring; otherwise the footprint is measured from the compiled chunk
+    (measured_lane_bytes) and the analytic estimate is only the fallback."""
+    free = device_free_bytes() if free is None else free
     need = -(-n_runs // n_devices)
+    if per_run_bytes(prog) * need <= 0.25 * free:
+        return max(1, need)
+    measured = measured_lane_bytes(prog, min(prog.cfg.engine.chunk, prog.cfg.train.steps))
+    if measured is None:
+        fit = int(0.5 * free // per_run_bytes(prog))
+    else:
+        fixed, per_lane = measured
+        fit = int((0.5 * free - fixed) // per_lane)
     return max(1, min(fit, need))
 
 
@@ -128,15 +172,15 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def _mesh() -> Mesh:
-    return Mesh(np.array(jax.local_devices()), ("runs",))
-
-
 _COMPILED: dict = {}
 
 
 def _compiled(prog: train.Program, K: int):
-    """jit-compiled init and chunk functions, shared by every program with the same static content."""
+    """jit-compiled init and chunk functions of one W-lane wave, shared by every program with the same static
+    content. On several devices the same program runs on each of them (one wave per device, placed by its
+    inputs), never an SPMD-partitioned one: XLA compiles partitioned programs through other passes (measured on
+    CPU: other fusions of the Adam update, results 1 ulp apart), which would make a run's numbers depend on the
+    device count."""
     c = prog.cfg
     traced = dataclasses.replace(c.train, steps=0, eval_every=0)  # both are traced arguments of the chunk
     init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
@@ -155,36 +199,65 @@ class Interrupted(Exception):
         self.step = step
 
 
+class OutOfMemory(Exception):
+    """Raised when a program's first chunk at W lanes does not fit in device memory; nothing was saved."""
+
+    def __init__(self, lanes: int, message: str):
+        super().__init__(message)
+        self.lanes = lanes
+
+
+def is_oom(e: BaseException) -> bool:
+    """True for XLA's allocator errors (RESOURCE_EXHAUSTED / out of memory)."""
+    text = str(e)
+    return isinstance(e, jax.errors.JaxRuntimeError) and ("RESOURCE_EXHAUSTED" in text or
+                                                          "out of memory" in text.lower())
+
+
+def end_step(diverged_step: np.ndarray, stopped_step: np.ndarray) -> np.ndarray:
+    """Updates each run did before it diverged or stopped (its curves end there); -1 for runs that did not."""
+    return np.where(diverged_step >= 0, diverged_step, stopped_step).astype(np.int64)
+
+
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
                   on_chunk: Callable | None = None, keep_params: bool = True, ckpt=None, checkpoint_every: int = 0,
-                  should_stop: Callable[[], bool] | None = None) -> ProgramResult:
+                  should_stop: Callable[[], bool] | None = None, compact: bool | None = None) -> ProgramResult:
     """Train every run of one program; return its curves and final parameters.
 
     ckpt: an Orbax CheckpointManager (jgrok.io.checkpoint.manager) or None. With one, training resumes from its
     newest checkpoint, saves every ``checkpoint_every`` updates (at the first chunk end past each multiple) and at
     the end, and when ``should_stop()`` turns true it saves after the current chunk and raises Interrupted.
     Resumed runs end bit-identical to uninterrupted ones: a run's numbers do not depend on its lane.
+
+    compact (default ``engine.compact``): between chunks, runs that stopped or diverged leave the device and the
+    runs still training are re-packed into as few waves of W lanes as hold them. Results are the same either
+    way; only the time spent on finished runs differs.
+
+    A device allocator error during initialisation or the first chunk raises OutOfMemory (the caller may retry
+    at a smaller W); later ones propagate.
     """
     tr = prog.cfg.train
     total, every = tr.steps, tr.eval_every
+    compact = prog.cfg.engine.compact if compact is None else compact
     K = min(prog.cfg.engine.chunk, total)
-    mesh = _mesh()
-    D = mesh.size
-    L = D * lanes
+    devices = jax.local_devices()
+    L = lanes
     R = len(rows)
-    shard = NamedSharding(mesh, PartitionSpec("runs"))
-    repl = NamedSharding(mesh, PartitionSpec())
     init_fn, chunk_fn = _compiled(prog, K)
-    data = jax.device_put((jnp.asarray(table.inputs), jnp.asarray(table.targets)), repl)
+    data = [jax.device_put((np.asarray(table.inputs), np.asarray(table.targets)), d) for d in devices]
+    hp_all = grid_mod.hyper(prog, rows)
 
-    # pack runs into groups of L lanes (D waves side by side); pad the last group with copies of its first run
-    groups = []
-    for start in range(0, R, L):
-        idx = list(range(start, min(start + L, R)))
-        padded = idx + [idx[0]] * (L - len(idx))
-        hp = grid_mod.hyper(prog, [rows[i] for i in padded])
-        hp = jax.device_put(hp, shard)
-        groups.append({"idx": np.array(idx), "padded": np.array(padded), "n": len(idx), "hp": hp, "state": None})
+    def make_groups(ids):
+        """Pack run indices into waves of W lanes, wave i on device i mod D (so D waves run side by side); pad
+        the last wave with copies of its first run."""
+        out = []
+        for start in range(0, len(ids), L):
+            idx = list(ids[start:start + L])
+            padded = np.array(idx + [idx[0]] * (L - len(idx)))
+            dev = len(out) % len(devices)
+            hp = jax.device_put(jax.tree.map(lambda x: x[padded], hp_all), devices[dev])
+            out.append({"idx": np.array(idx), "padded": padded, "n": len(idx), "hp": hp, "state": None, "dev": dev})
+        return out
 
     steps_e = eval_steps(total, every)
     E = len(steps_e)
@@ -197,40 +270,87 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     step_loss, step_acc = host["step_loss"], host["step_acc"]
     eval_pos = {int(s) - 1: j for j, s in enumerate(steps_e)}  # 0-based update index -> eval column
 
-    start_step = 0
-    abstract = jax.eval_shape(init_fn, groups[0]["hp"])
+    abstract = jax.eval_shape(init_fn, jax.tree.map(lambda x: x[np.zeros(L, np.int64)], hp_all))
     treedef = jax.tree.structure(abstract)
+    store = None  # host copy [R, ...] of every state leaf, for runs not (or no longer) on the device
+
+    def gather() -> list:
+        """Every run's newest state, as numpy leaves [R, ...]."""
+        leaves = [x.copy() for x in store] if store is not None else None
+        for g in groups:
+            part = jax.tree.leaves(jax.device_get(g["state"]))
+            if leaves is None:
+                leaves = [np.zeros((R,) + np.shape(x)[1:], np.asarray(x).dtype) for x in part]
+            for dst, x in zip(leaves, part):
+                dst[g["idx"]] = np.asarray(x)[: g["n"]]
+        return leaves
+
+    def place(ids, leaves):
+        out = make_groups(ids)
+        for g in out:
+            g["state"] = jax.device_put(jax.tree.unflatten(treedef, [x[g["padded"]] for x in leaves]),
+                                        devices[g["dev"]])
+        return out
+
+    def live(leaves) -> np.ndarray:
+        return np.nonzero(np.asarray(jax.tree.unflatten(treedef, leaves).alive))[0]
+
+    start_step = 0
     restored = None
     if ckpt is not None:
         like_leaves = [np.zeros((R,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
         restored = ckpt_mod().restore(ckpt, ckpt_mod().pack(like_leaves, host, 0))
-    if restored is not None:
-        start_step, tree = restored
-        if not np.array_equal(tree["run"], host["run"]):
-            raise ConfigError("The checkpoint holds other runs than this scan; it belongs to another grid.")
-        for k in host:
-            host[k][...] = tree[k]
-        leaves = [tree["state"][f"leaf_{i:04d}"] for i in range(len(like_leaves))]
-        for g in groups:
-            rows_ = g["padded"]
-            g["state"] = jax.device_put(jax.tree.unflatten(treedef, [x[rows_] for x in leaves]), shard)
-    else:
-        for g in groups:
-            g["state"] = init_fn(g["hp"])
+    groups: list = []
+    try:
+        if restored is not None:
+            start_step, tree = restored
+            if not np.array_equal(tree["run"], host["run"]):
+                raise ConfigError("The checkpoint holds other runs than this scan; it belongs to another grid.")
+            for k in host:
+                host[k][...] = tree[k]
+            store = [tree["state"][f"leaf_{i:04d}"] for i in range(len(like_leaves))]
+            groups = place(live(store) if compact else np.arange(R), store)
+        else:
+            groups = make_groups(np.arange(R))
+            for g in groups:  # initialised on the first device (one compile), then moved to the wave's device
+                hp0 = g["hp"] if g["dev"] == 0 else jax.device_put(g["hp"], devices[0])
+                g["state"] = init_fn(hp0) if g["dev"] == 0 else jax.device_put(init_fn(hp0), devices[g["dev"]])
+    except jax.errors.JaxRuntimeError as e:
+        if is_oom(e):
+            raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
+        raise
     bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
 
     def save(step_done):
-        parts = [jax.device_get(g["state"]) for g in groups]
-        leaves = [np.concatenate([np.asarray(x)[: g["n"]] for x, g in zip(xs, groups)], axis=0)
-                  for xs in zip(*(jax.tree.leaves(p) for p in parts))]
-        ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(leaves, host, step_done))
+        ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(gather(), host, step_done))
 
+    def mask_ended(g, lo, hi):
+        """NaN the outputs of lanes past their end (diverged or stopped) in update range [lo, hi)."""
+        st = jax.device_get((g["state"].diverged_step, g["state"].stopped_step, g["state"].alive))
+        ends = end_step(np.asarray(st[0])[: g["n"]], np.asarray(st[1])[: g["n"]])
+        for r, e in zip(g["idx"], ends):
+            if e >= 0:
+                step_loss[r, max(e, lo):hi] = np.nan
+                step_acc[r, max(e, lo):hi] = np.nan
+                for k in keys:
+                    evals[k][r, (steps_e > e) & (steps_e <= hi)] = np.nan
+        return np.asarray(st[2])[: g["n"]]
+
+    first = True
     for step0 in range(start_step, total, K):
-        outs, new_cols = [], set()
-        for g in groups:  # dispatch every group before waiting on any
-            g["state"], out = chunk_fn(g["state"], g["hp"], data, np.int32(step0), np.int32(every), np.int32(total))
-            outs.append(out)
+        outs, new_cols, n_alive = [], set(), 0
         n_here = min(K, total - step0)
+        try:
+            for g in groups:  # dispatch every group before waiting on any
+                g["state"], out = chunk_fn(g["state"], g["hp"], data[g["dev"]], np.int32(step0), np.int32(every),
+                                           np.int32(total))
+                outs.append(out)
+            outs = [jax.device_get(o) for o in outs]
+        except jax.errors.JaxRuntimeError as e:
+            if first and is_oom(e):
+                raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
+            raise
+        first = False
         for g, (loss, acc, ev) in zip(groups, outs):
             n, idx = g["n"], g["idx"]
             step_loss[idx, step0:step0 + n_here] = np.asarray(loss)[:n_here, :n].T
@@ -242,7 +362,12 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
                 for k in keys:
                     vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n]
                     evals[k][np.ix_(idx, cols)] = vals.T
+            g["alive"] = mask_ended(g, step0, step0 + n_here)
+            n_alive += int(g["alive"].sum())
         done = step0 + n_here
+        if compact and -(-n_alive // L) < len(groups):  # the runs still training fit in fewer groups
+            store = gather()
+            groups = place(live(store), store)
         bar.update(done)
         if on_chunk is not None and new_cols:
             cols = sorted(new_cols)
@@ -268,24 +393,19 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         prev = s
     metrics.update(evals)
 
-    diverged = np.full(R, -1, np.int32)
-    final_params = None
-    parts = []
-    for g in groups:
-        state = jax.device_get(g["state"])
-        diverged[g["idx"]] = np.asarray(state.diverged_step)[: g["n"]]
-        if keep_params:
-            parts.append(jax.tree.map(lambda x, n=g["n"]: np.asarray(x)[:n], state.params))
-    if keep_params:
-        final_params = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *parts)
-    # a diverged run's curves end at its divergence: later values describe frozen parameters, so drop them
-    for r in np.nonzero(diverged >= 0)[0]:
-        d = diverged[r]
-        step_loss[r, d:] = np.nan
-        step_acc[r, d:] = np.nan
+    state = jax.tree.unflatten(treedef, gather())
+    diverged = np.asarray(state.diverged_step, np.int32)
+    stopped = np.asarray(state.stopped_step, np.int32)
+    final_params = state.params if keep_params else None
+    # a diverged or stopped run's curves end there: later values describe frozen parameters, so drop them
+    ends = end_step(diverged, stopped)
+    for r in np.nonzero(ends >= 0)[0]:
+        e = ends[r]
+        step_loss[r, e:] = np.nan
+        step_acc[r, e:] = np.nan
         for k in metrics:
-            metrics[k][r, steps_e > d] = np.nan
-    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes)
+            metrics[k][r, steps_e > e] = np.nan
+    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes, stopped)
 
 
 def ckpt_mod():

@@ -93,7 +93,12 @@ def build_regression_report(out_dir) -> Path:
 
 
 def build_report(out_dir, runs=None) -> Path:
-    """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path."""
+    """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path. A multi-process scan's shards
+    (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json."""
+    if (Path(out_dir) / "shards").is_dir():
+        from jgrok.io import results
+
+        results.merge_shards(Path(out_dir))
     summary = Path(out_dir) / "summary.csv"
     if summary.is_file() and "drop_step" in summary.read_text().split("\n", 1)[0].split(","):
         return build_regression_report(out_dir)

@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-tensorboard", action="store_true", help="write no TensorBoard logs (engine.tensorboard=false)")
     a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
     a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")
+    a("--stop-when", metavar="RULE", help="stop a run when an evaluated metric meets RULE, e.g. 'val_acc>0.99'")
+    a("--patience", help="consecutive evaluations that must meet --stop-when before a run stops (default 1)")
+    a("--coordinator", metavar="HOST:PORT", help="multi-host: jax.distributed coordinator (with --num-processes, "
+                                                 "--process-id)")
+    a("--num-processes", help="multi-host: number of processes sharing the scan")
+    a("--process-id", help="multi-host: this process's index in [0, --num-processes)")
+    a("--distributed", action="store_true", help="multi-host: jax.distributed.initialize() with the cluster's "
+                                                 "own environment (SLURM, Open MPI, ...)")
     a("--dry-run", action="store_true", help="print the resolved config, runs, parameters and memory, then exit")
     a("--quiet", action="store_true", help="no progress bar")
     return p
@@ -108,8 +116,10 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
     "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
     "filter_window": "filter_window",
 }
-FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_runs": "engine.tb_runs", "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size", "eval_every": "train.eval_every",
-               "precision": "train.precision", "wave_size": "engine.wave_size"}
+FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_runs": "engine.tb_runs",
+               "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size",
+               "eval_every": "train.eval_every", "precision": "train.precision", "wave_size": "engine.wave_size",
+               "stop_when": "train.stop_when", "patience": "train.patience"}
 # --epochs counts shuffled epochs instead of updates; applied first, so that --epochs 0 --steps N works
 FIELD_FLAGS = {"epochs": "train.epochs", **FIELD_FLAGS}
 
@@ -138,7 +148,43 @@ def resolve(args) -> config_mod.Config:
         cfg = dataclasses.replace(cfg, grid={k: v for k, v in cfg.grid.items() if k != "data_seed"})
     if args.no_tensorboard:
         cfg = config_mod.set_path(cfg, "engine.tensorboard", "false")
-    return config_mod.with_grid(cfg, **axes) if axes else cfg
+    cfg = config_mod.with_grid(cfg, **axes) if axes else cfg
+    if args.patience is not None and not cfg.train.stop_when:
+        raise ConfigError("--patience needs a stop rule; add --stop-when, e.g. --stop-when 'val_acc>0.99'.")
+    return cfg
+
+
+def processes(args) -> tuple[int, int]:
+    """(this process's index, number of processes). With --coordinator or --distributed, jax.distributed is
+    initialised and tells; with --num-processes/--process-id alone, the processes are independent jobs (a job
+    array) that share nothing but the output folder; otherwise (0, 1)."""
+    def whole(flag, text):
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{flag} takes a whole number, not '{text}'.") from None
+
+    n = None if args.num_processes is None else whole("--num-processes", args.num_processes)
+    i = None if args.process_id is None else whole("--process-id", args.process_id)
+    if n is not None and n < 1:
+        raise ConfigError(f"--num-processes must be at least 1, not {n}.")
+    if (n is None) != (i is None) and not args.distributed:
+        raise ConfigError("Give --num-processes and --process-id together.")
+    if i is not None and not 0 <= i < n:
+        raise ConfigError(f"--process-id must be in [0, {n}), not {i}.")
+    if args.coordinator is not None and n is None:
+        raise ConfigError("--coordinator needs --num-processes and --process-id.")
+    if args.coordinator is not None or args.distributed:
+        import jax
+
+        kw = {} if args.coordinator is None else dict(coordinator_address=args.coordinator, num_processes=n,
+                                                      process_id=i)
+        try:
+            jax.distributed.initialize(**kw)
+        except (RuntimeError, ValueError) as e:
+            raise ConfigError(f"jax.distributed.initialize failed ({str(e).splitlines()[0]}).") from None
+        return jax.process_index(), jax.process_count()
+    return (0, 1) if n is None else (i, n)
 
 
 def prepare_out(out: Path, overwrite: bool) -> Path | None:
@@ -265,23 +311,35 @@ def _main(argv, stop) -> int:
             return 0
         saved = config_mod.load_yaml(out / "config.yaml")
         only = saved.pop("only", None)
+        saved.pop("process", None)
         cfg = config_mod.from_dict(saved)
+        proc, n_proc = 0, 1
     else:
         cfg = resolve(args)
+        proc, n_proc = processes(args)
 
     # heavy imports after argument checks, so mistakes are reported at once
-    from jgrok import engine, grid
+    from jgrok import engine, grid, train
     from jgrok.io import results
 
     rows = grid.expand(cfg)
     if only is not None:
         keep = set(grid.parse_ids(str(only), len(rows)))
         rows = [r for r in rows if r["run"] in keep]
-    progs = grid.programs(cfg, rows)
     n_dev = engine.n_devices()
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
-    # reproduces any of its runs
-    W = cfg.engine.wave_size or min(engine.choose_wave_size(p, len(m), n_dev) for p, _, m in progs)
+    # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
+    # choose equal W
+    W = cfg.engine.wave_size or min(engine.choose_wave_size(p, -(-len(m) // n_proc), n_dev)
+                                    for p, _, m in grid.programs(cfg, rows))
+    if n_proc > 1:  # this process trains every n_proc-th run of the table
+        rows = rows[proc::n_proc]
+        if not rows:
+            raise ConfigError(f"Process {proc} of {n_proc} has no runs; the scan has fewer runs than processes.")
+        only = ",".join(str(r["run"]) for r in rows)
+    progs = grid.programs(cfg, rows)
+    for prog, _, _ in progs:
+        train.stop_rule(prog)  # an unknown stop metric is a mistake reported before anything is written
     lanes = {id(p): W for p, _, _ in progs}
 
     if args.dry_run:
@@ -316,13 +374,15 @@ def _main(argv, stop) -> int:
     need = disk_bytes(progs, cfg.engine.checkpoint_every)
     if args.resume is None:
         out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
+        if n_proc > 1:
+            top = out
+            if top.exists() and not top.is_dir():
+                raise ConfigError(f"--out {top} is a file; choose a folder path.")
+            out = top / "shards" / f"process_{proc}"
         created = prepare_out(out, args.overwrite)
         try:  # nothing is trained yet: if the folder cannot take the scan, leave nothing behind
             check_space(out, need)
-            if cfg.engine.wave_size == 0:
-                cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
-            extra = {"lanes": W} if only is None else {"lanes": W, "only": str(only)}
-            results.atomic_text(out / "config.yaml", config_mod.dump(cfg, extra))
+            write_config(out, cfg, W, only, (proc, n_proc) if n_proc > 1 else None)
         except (ConfigError, OSError) as e:
             if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
@@ -334,28 +394,48 @@ def _main(argv, stop) -> int:
             raise
     else:
         check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
-    cfg_text = (out / "config.yaml").read_text()
     resume_hint = f"python -m jgrok.scan --resume {out}"
 
     from jgrok.io import checkpoint, tb
 
     t0 = time.perf_counter()
     logger = None
+    told = False
     try:
-        if cfg.engine.tensorboard:
-            logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows))
-        try:
-            done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
-                                         on_chunk=logger.log if logger else None,
-                                         ckpt=checkpoint.manager(out, i, cleanup=True),
-                                         checkpoint_every=cfg.engine.checkpoint_every,
-                                         should_stop=lambda: stop["asked"])
-                    for i, (p, t, m) in enumerate(progs)]
-        except engine.Interrupted as e:
-            if logger is not None:
-                logger.close()
-            print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: {resume_hint}", file=sys.stderr)
-            return 130
+        while True:
+            logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows)) if cfg.engine.tensorboard \
+                else None
+            try:
+                done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+                                             on_chunk=logger.log if logger else None,
+                                             ckpt=checkpoint.manager(out, i, cleanup=True),
+                                             checkpoint_every=cfg.engine.checkpoint_every,
+                                             should_stop=lambda: stop["asked"])
+                        for i, (p, t, m) in enumerate(progs)]
+                break
+            except engine.Interrupted as e:
+                if logger is not None:
+                    logger.close()
+                print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: {resume_hint}", file=sys.stderr)
+                return 130
+            except engine.OutOfMemory as e:
+                if logger is not None:
+                    logger.close()
+                if args.resume is not None or e.lanes == 1:
+                    raise ConfigError(f"The scan does not fit in device memory at W = {e.lanes} lanes"
+                                      + (" (the W of its checkpoints); resume it on a device with more memory."
+                                         if args.resume is not None else "; make the model or batch smaller.")) from None
+                W = e.lanes // 2
+                if not told:
+                    print(f"jgrok.scan: {e.lanes} lanes per wave do not fit in device memory; using fewer "
+                          f"(W = {W}, recorded in {out / 'config.yaml'}).", file=sys.stderr)
+                    told = True
+                lanes = {id(p): W for p, _, _ in progs}
+                for name in ("checkpoints", "tb"):  # both belong to the wider attempt
+                    shutil.rmtree(out / name, ignore_errors=True)
+                cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
+                write_config(out, cfg, W, only, (proc, n_proc) if n_proc > 1 else None)
+        cfg_text = (out / "config.yaml").read_text()
         wall = time.perf_counter() - t0
         summary = results.save_scan(out, cfg_text, done)
         if logger is not None:
@@ -383,7 +463,22 @@ def _main(argv, stop) -> int:
     for line in results.distribution_lines(_typed(summary), budget):
         print(line)
     print(f"Lane width W = {W}: {results.W_NOTE}")
+    if n_proc > 1:
+        print(f"Process {proc} of {n_proc} wrote its shard to {out}; once every process has finished, "
+              f"python -m jgrok.report {out.parent.parent} merges the shards.")
     return 0
+
+
+def write_config(out: Path, cfg, W: int, only, process: tuple[int, int] | None) -> None:
+    """OUT/config.yaml: the resolved config with the lane width W actually used (and the runs of a partial scan)."""
+    if cfg.engine.wave_size != W:
+        cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
+    extra = {"lanes": W}
+    if only is not None:
+        extra["only"] = str(only)
+    if process is not None:
+        extra["process"] = f"{process[0]}/{process[1]}"
+    (out / "config.yaml").write_text(config_mod.dump(cfg, extra))
 
 
 def _typed(summary: list[dict]) -> list[dict]:

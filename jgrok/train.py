@@ -20,6 +20,10 @@ log2 h (no accuracy: ``acc`` is NaN and there is no ``val_acc``), and the split 
 :func:`regression_perm`); sampling, optimiser, divergence and everything else are shared with classification.
 A run whose loss or parameters become non-finite is *diverged*: from that update on its state is frozen (the
 non-finite update is not applied) and ``diverged_step`` holds the 0-based index of that update.
+A run with a stop rule (``train.stop_when``, e.g. ``val_acc>0.99``, and ``train.patience`` K) is *stopped* at the
+K-th consecutive evaluation that meets the rule: from then on its state is frozen and ``stopped_step`` holds the
+number of updates it did (the 1-based step of that evaluation). The rule is checked inside the compiled chunk at
+every evaluation, so where a run stops does not depend on chunk length, lanes or compaction.
 """
 
 from __future__ import annotations
@@ -63,8 +67,10 @@ class RunState(NamedTuple):
     opt_state: Any
     perm: Any  # int32[N]: the run's shuffled pair indices
     init_norm: Any  # global norm at init (constant-norm training)
-    alive: Any  # bool: still updating
+    alive: Any  # bool: still updating (neither diverged nor stopped)
     diverged_step: Any  # int32, -1 if never
+    stop_count: Any  # int32: consecutive evaluations that met the stop rule
+    stopped_step: Any  # int32: updates done when the stop rule fired, -1 if never
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +175,8 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
         perm = regression_perm(prog, split_key)
     else:
         perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
-    return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32))
+    return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32),
+                    jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
 
 
 def _batch(prog: Program, perm, order_seed, step):
@@ -272,8 +279,38 @@ def make_init(prog: Program):
     return jax.jit(jax.vmap(lambda hp: init_run(prog, hp)))
 
 
+def stop_rule(prog: Program):
+    """(metric, op, threshold) of the program's stop rule, or None. The threshold is the float32 that makes the
+    float32 comparison agree with comparing against the decimal number exactly (as summary.csv's thresholds do)."""
+    from jgrok.config import parse_stop_rule
+    from jgrok.errors import ConfigError
+
+    rule = parse_stop_rule(prog.cfg.train.stop_when)
+    if rule is None:
+        return None
+    metric, op, value = rule
+    keys = eval_keys(prog)
+    if metric not in keys:
+        raise ConfigError(f"--stop-when metric '{metric}' is not evaluated in this scan; use one of {', '.join(keys)}.")
+    t = np.float32(value)
+    if op in (">", "<=") and float(t) > value:  # x > value  <=>  x > largest float32 <= value
+        t = np.nextafter(t, np.float32(-np.inf))
+    if op in ("<", ">=") and float(t) < value:  # x < value  <=>  x < smallest float32 >= value
+        t = np.nextafter(t, np.float32(np.inf))
+    return metric, op, t
+
+
+def _meets(op: str, x, t):
+    return {">": x > t, "<": x < t, ">=": x >= t, "<=": x <= t}[op]
+
+
 def make_chunk(prog: Program, K: int):
-    """The compiled unit of work: K updates of a wave, evaluating after every update whose 1-based index is a
+    """jit(chunk_fn(prog, K)) with the state donated."""
+    return jax.jit(chunk_fn(prog, K), donate_argnums=(0,))
+
+
+def chunk_fn(prog: Program, K: int):
+    """The unit of work: K updates of a wave, evaluating after every update whose 1-based index is a
     multiple of ``eval_every`` and after the last update of the budget.
 
     ``chunk(state_W, hp_W, data, step0, eval_every, total)`` returns the new state and per-update outputs
@@ -284,6 +321,7 @@ def make_chunk(prog: Program, K: int):
     """
     keys = eval_keys(prog)
     precision = PRECISION[prog.cfg.train.precision]
+    rule, patience = stop_rule(prog), prog.cfg.train.patience
 
     def chunk(state, hp, data, step0, eval_every, total):
         with jax.default_matmul_precision(precision):
@@ -308,8 +346,16 @@ def make_chunk(prog: Program, K: int):
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
                 evals = jax.lax.cond(do_eval, run_eval, lambda s: {k: nan for k in keys}, state)
+                if rule is not None:
+                    metric, op, t = rule
+                    live = do_eval & state.alive
+                    count = jnp.where(live, jnp.where(_meets(op, evals[metric], t), state.stop_count + 1, 0),
+                                      state.stop_count).astype(jnp.int32)
+                    stop = live & (count >= patience)
+                    state = state._replace(alive=state.alive & ~stop, stop_count=count,
+                                           stopped_step=jnp.where(stop, step + 1, state.stopped_step).astype(jnp.int32))
                 return state, (loss, acc, evals)
 
             return jax.lax.scan(step_fn, state, jnp.arange(K))
 
-    return jax.jit(chunk, donate_argnums=(0,))
+    return chunk

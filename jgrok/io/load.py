@@ -37,6 +37,7 @@ def _restore(out, run: int):
         raise ConfigError(f"{out} is not a jgrok results folder (no config.yaml).")
     data = config_mod.load_yaml(out / "config.yaml")
     only = data.pop("only", None)
+    data.pop("process", None)
     cfg = config_mod.from_dict(data)
     rows = grid.expand(cfg)
     if only is not None:

@@ -30,6 +30,9 @@ summary.csv has REGRESSION_COLUMNS instead, with
   drop_factor        how many times the smoothed val loss fell over the detector's window; empty if none
   min_val_loss       the smallest val loss of any evaluation
   (losses are mean squared errors of log2 h)
+  stopped_step       updates a run did before its stop rule (train.stop_when, train.patience) fired: the step
+                     of the evaluation that met the rule for the patience-th consecutive time; -1 if never.
+                     Its curves end there, so final_* are the values at that evaluation
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_va
 REGRESSION_FINAL_KEYS = ("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped")
 SUMMARY_COLUMNS = ("run",) + grid_mod.COLUMNS + (
     "lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
-    "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm", "diverged_step")
+    "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm", "diverged_step",
+    "stopped_step")
 REGRESSION_COLUMNS = ("run",) + grid_mod.COLUMNS + (
     "lanes", "drop_step", "drop_epoch", "dropped", "drop_factor", "final_train_loss", "final_val_loss",
     "min_val_loss", "final_weight_norm", "diverged_step")
@@ -79,7 +83,7 @@ def last_finite(curve_RxE: np.ndarray) -> np.ndarray:
 
 
 def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: int, lanes: int,
-              diverged_step: np.ndarray) -> list[dict]:
+              diverged_step: np.ndarray, stopped_step: np.ndarray | None = None) -> list[dict]:
     st, rt = first_step_above(metrics["train_acc"], eval_step, budget)
     sv, rv = first_step_above(metrics["val_acc"], eval_step, budget)
     out = []
@@ -91,6 +95,7 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
         for k, v in finals.items():
             d[f"final_{k}"] = float(v[i])
         d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
+        d["stopped_step"] = -1 if stopped_step is None else int(stopped_step[i])
         out.append(d)
     return out
 
@@ -261,7 +266,7 @@ def _drop_lines(summary: list[dict], top: int) -> list[str]:
     return lines
 
 
-def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """Concatenate the programs' results in run-id order."""
     rows = [r for d in done for r in d.rows]
     order = np.argsort([r["run"] for r in rows], kind="stable")
@@ -269,13 +274,15 @@ def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndar
     cat = lambda xs: np.concatenate(xs, axis=0)[order]  # noqa: E731
     metrics = {k: cat([d.metrics[k] for d in done]) for k in keys}
     lanes = done[0].lanes
+    stopped = cat([d.stopped_step if d.stopped_step is not None else np.full(len(d.rows), -1, np.int32)
+                   for d in done])
     return ([rows[i] for i in order], metrics, done[0].eval_step, cat([d.step_loss for d in done]),
-            cat([d.step_acc for d in done]), cat([d.diverged_step for d in done]), lanes)
+            cat([d.step_acc for d in done]), cat([d.diverged_step for d in done]), lanes, stopped)
 
 
 def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
     """Write metrics.npz, summary.csv, final_info.json (and config.yaml) for finished programs."""
-    rows, metrics, eval_step, step_loss, step_acc, diverged, lanes = merge(done)
+    rows, metrics, eval_step, step_loss, step_acc, diverged, lanes, stopped = merge(done)
     prog = done[0].prog
     if prog.kind == "regress":  # no accuracies: leave the all-NaN accuracy arrays out
         from jgrok import config as config_mod
@@ -287,6 +294,48 @@ def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
         write(out, cfg_text, rows, metrics, eval_step, step_loss, None, summary)
         return summary
     budget = prog.cfg.train.steps
-    summary = summarize(rows, metrics, eval_step, budget, lanes, diverged)
+    summary = summarize(rows, metrics, eval_step, budget, lanes, diverged, stopped)
     write(out, cfg_text, rows, metrics, eval_step, step_loss, step_acc, summary)
     return summary
+
+
+def merge_shards(out: Path) -> int:
+    """Merge OUT/shards/process_<i>/ (the results of a multi-process scan, one share of the runs each) into
+    OUT/summary.csv, OUT/metrics.npz, OUT/final_info.json and OUT/config.yaml, in run-id order. Returns the
+    number of shards; ConfigError if one is missing or unfinished."""
+    import yaml
+
+    from jgrok.errors import ConfigError
+
+    out = Path(out)
+    shards = sorted((out / "shards").glob("process_*"), key=lambda p: int(p.name.split("_")[1]))
+    if not shards:
+        raise ConfigError(f"{out / 'shards'} holds no process_<i> folders; pass the --out folder of a scan.")
+    cfgs = [yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").is_file() else None
+            for p in shards]
+    n = int(str(cfgs[0].get("process", "0/1")).split("/")[1]) if cfgs[0] else len(shards)
+    names = {p.name for p in shards}
+    for i in range(n):
+        p = out / "shards" / f"process_{i}"
+        if f"process_{i}" not in names or not (p / "summary.csv").is_file() or not (p / "metrics.npz").is_file():
+            raise ConfigError(f"Shard {p} is missing or unfinished; run (or --resume) process {i} of {n} first.")
+    summary = [r for p in shards for r in read_summary(p / "summary.csv")]
+    order = np.argsort([int(r["run"]) for r in summary], kind="stable")
+    summary = [summary[i] for i in order]
+    parts = [dict(np.load(p / "metrics.npz")) for p in shards]
+    arrays = {}
+    for k in parts[0]:
+        if k == "eval_step":
+            arrays[k] = parts[0][k]
+        else:
+            arrays[k] = np.concatenate([d[k] for d in parts], axis=0)[order]
+    _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
+    write_summary(out / "summary.csv", summary)
+    (out / "final_info.json").write_text(json.dumps(final_info(summary), indent=1))
+    cfg = dict(cfgs[0])
+    cfg.pop("only", None)
+    cfg.pop("process", None)
+    lanes = sorted({c.get("lanes") for c in cfgs})
+    cfg["lanes"] = lanes[0] if len(lanes) == 1 else lanes
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return n
