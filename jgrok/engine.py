@@ -74,7 +74,8 @@ def _abstract_wave(prog: train.Program, W: int):
     G = len(prog.groups)
     f32, i32 = jnp.float32, jnp.int32
     hp = train.Hyper(*(jax.ShapeDtypeStruct((W,), dt) for dt in (f32, f32, f32, i32, f32, f32, i32, i32, i32)),
-                     seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32))
+                     seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32),
+                     perturb=jax.ShapeDtypeStruct((W,), i32))
     return jax.eval_shape(train.make_init(prog), hp), hp
 
 
