@@ -15,20 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 
-from jgrok.errors import ConfigError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, no usage dump
-        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")
+from jgrok.errors import ArgumentParser, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m jgrok.analyze", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m jgrok.analyze", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("out", help="results folder of a finished scan")

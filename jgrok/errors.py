@@ -6,6 +6,8 @@ read-only or full output location) is a :class:`StorageError`. The command-line 
 without a traceback and exit with code 2.
 """
 
+import argparse
+
 
 def one_line(message: str) -> str:
     """A message as one printable line: control characters from user input (newlines, NUL, ...) are escaped."""
@@ -22,3 +24,11 @@ class ConfigError(ValueError):
 class StorageError(ConfigError):
     """The output location cannot take what a scan must write (read-only, full, gone); the message says what was
     kept and how to go on."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for jgrok's command lines: a usage mistake is a ConfigError (one sentence, exit 2), not argparse's
+    usage dump."""
+
+    def error(self, message):
+        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")

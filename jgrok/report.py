@@ -16,7 +16,6 @@ Definitions (per (task, group); a group = the runs that share every varying non-
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jgrok import plots
-from jgrok.errors import ConfigError
+from jgrok.errors import ArgumentParser, ConfigError
 from jgrok.io.results import W_NOTE
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -241,13 +240,8 @@ def _parse_runs(text: str) -> list[int]:
         raise ConfigError(f"--runs takes a comma list of run ids such as 3,17, not '{text}'.") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, no usage dump
-        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")
-
-
 def main(argv=None) -> int:
-    p = _Parser(prog="python -m jgrok.report", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m jgrok.report", description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="results folder of a finished scan")
     p.add_argument("--runs", help="run ids to draw alone besides the fastest, median and slowest (comma list)")
     try:

@@ -21,19 +21,14 @@ from datetime import datetime
 from pathlib import Path
 
 from jgrok import config as config_mod
-from jgrok.errors import ConfigError, StorageError, one_line
+from jgrok.errors import ArgumentParser, ConfigError, StorageError, one_line
 
 RESULT_ENTRIES = ("config.yaml", "metrics.npz", "metrics.npz.tmp", "summary.csv", "final_info.json", "plots", "tb",
                   "checkpoints", "report.md", "analysis")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one sentence, exit 2, no usage dump
-        raise ConfigError(f"{message[0].upper()}{message[1:]} (see --help).")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m jgrok.scan", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m jgrok.scan", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--config", help="YAML file or preset name in configs/ (default: the AI-Scientist template)")

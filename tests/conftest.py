@@ -28,6 +28,25 @@ TINY_ARGS = ["--task", "x_plus_y", "--set", "task.p=11", "--set", "model.n_layer
              "--steps", "12", "--batch-size", "16", "--eval-every", "4", "--quiet"]
 
 
+def train_runs(cfg, only=None, lanes=4):
+    """Train the runs of a one-program config (or the ids in ``only``) in waves of ``lanes``; the ProgramResult."""
+    from jgrok import engine, grid
+
+    rows = grid.expand(cfg)
+    if only is not None:
+        rows = [r for r in rows if r["run"] in only]
+    (prog, table, members), = grid.programs(cfg, rows)
+    return engine.train_program(prog, table, members, lanes, progress=False)
+
+
+def params_of(res, run_id):
+    """The final parameters of one run of a ProgramResult."""
+    import jax
+
+    i = [r["run"] for r in res.rows].index(run_id)
+    return jax.tree.map(lambda x: x[i], res.final_params)
+
+
 @pytest.fixture
 def tiny_cfg():
     return tiny()

@@ -11,21 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from jgrok import config, engine, grid
-from tests.conftest import tiny
-
-
-def train(cfg, only=None, lanes=4):
-    rows = grid.expand(cfg)
-    if only is not None:
-        rows = [r for r in rows if r["run"] in only]
-    (prog, table, members), = grid.programs(cfg, rows)
-    return engine.train_program(prog, table, members, lanes, progress=False)
-
-
-def params_of(res, run_id):
-    i = [r["run"] for r in res.rows].index(run_id)
-    return jax.tree.map(lambda x: x[i], res.final_params)
+from jgrok import config
+from tests.conftest import params_of, tiny, train_runs
 
 
 def assert_identical(a, b):
@@ -36,15 +23,15 @@ def assert_identical(a, b):
 @pytest.fixture(scope="module")
 def full():
     """6 runs (3 seeds x 2 weight decays) in waves of 4: run 4 and 5 sit in a padded second wave."""
-    return train(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]))
+    return train_runs(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]))
 
 
 def test_lane_and_neighbours_do_not_matter(full):
     # run 5 (seed 2, wd 1.0) is lane 1 of wave 2 in `full`; alone it is lane 0 of a wave padded with copies of itself
-    alone = train(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]), only={5})
+    alone = train_runs(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]), only={5})
     assert_identical(params_of(full, 5), params_of(alone, 5))
     # run 1 beside other neighbours: a wave holding runs 4, 1, 3
-    mixed = train(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]), only={1, 3, 4})
+    mixed = train_runs(tiny(seed=[0, 1, 2], wd=[0.5, 1.0]), only={1, 3, 4})
     for r in (1, 3, 4):
         assert_identical(params_of(full, r), params_of(mixed, r))
     row = lambda res, r: [x["run"] for x in res.rows].index(r)  # noqa: E731
@@ -54,13 +41,13 @@ def test_lane_and_neighbours_do_not_matter(full):
 def test_eval_cadence_and_chunk_length_do_not_change_training(full):
     cfg = tiny(seed=[0, 1, 2], wd=[0.5, 1.0])
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=3))
-    other = train(cfg)
+    other = train_runs(cfg)
     assert_identical(full.final_params, other.final_params)
     assert list(other.eval_step) == [3, 6, 9, 12] and list(full.eval_step) == [4, 8, 12]
     # the evaluations both cadences share are the same numbers
     np.testing.assert_array_equal(full.metrics["val_acc"][:, 2], other.metrics["val_acc"][:, 3])
     cfg = dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, chunk=5))
-    assert_identical(full.final_params, train(cfg).final_params)
+    assert_identical(full.final_params, train_runs(cfg).final_params)
 
 
 def test_other_lane_width_agrees_at_rounding_level():
@@ -71,8 +58,8 @@ def test_other_lane_width_agrees_at_rounding_level():
     that makes runs at different W part after thousands of updates, and why W is recorded with every result."""
     cfg = config.set_path(tiny(seed=[0, 1, 2, 3]), "train.steps", "2")
     cfg = config.set_path(cfg, "engine.chunk", "2")
-    w4 = train(cfg, lanes=4)
-    w1 = train(cfg, lanes=1)
+    w4 = train_runs(cfg, lanes=4)
+    w1 = train_runs(cfg, lanes=1)
     np.testing.assert_allclose(w4.step_loss, w1.step_loss, rtol=1e-6)
     lr = cfg.optim.lr
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(w4.final_params)[0],

@@ -11,11 +11,12 @@ import pytest
 import yaml
 from flax import nnx
 
-from jgrok import config, engine, grid, init, scan, train
+from jgrok import config, grid, init, scan, train
 from jgrok.analysis import drop
 from jgrok.errors import ConfigError
 from jgrok.models import resnet
 from jgrok.tasks import mheight, mheight_task
+from tests.conftest import params_of, train_runs
 
 GROUPS = [(9, 4, 2), (10, 5, 3), (9, 5, 4)]
 PER = 24  # codes per group in the test file: 12 train + 8 val used, 4 to spare
@@ -43,23 +44,10 @@ def tiny(data_path, **grid_axes):
     return config.with_grid(cfg, **grid_axes) if grid_axes else cfg
 
 
-def run(cfg, only=None, lanes=4):
-    rows = grid.expand(cfg)
-    if only is not None:
-        rows = [r for r in rows if r["run"] in only]
-    (prog, table, members), = grid.programs(cfg, rows)
-    return engine.train_program(prog, table, members, lanes, progress=False)
-
-
-def params_of(res, run_id):
-    i = [r["run"] for r in res.rows].index(run_id)
-    return jax.tree.map(lambda x: x[i], res.final_params)
-
-
 @pytest.fixture(scope="module")
 def full(data_path):
     """6 runs (3 seeds x 2 weight decays) in waves of 4: runs 4 and 5 sit in a padded second wave."""
-    return run(tiny(data_path, seed=[0, 1, 2], wd=[0.01, 0.1]))
+    return train_runs(tiny(data_path, seed=[0, 1, 2], wd=[0.01, 0.1]))
 
 
 @pytest.mark.parametrize("output", resnet.OUTPUTS)
@@ -118,8 +106,8 @@ def test_short_training_lowers_val_loss(full):
 
 def test_lane_and_neighbours_do_not_matter(data_path, full):
     cfg = tiny(data_path, seed=[0, 1, 2], wd=[0.01, 0.1])
-    alone = run(cfg, only={5})  # lane 1 of the padded wave 2 in `full`; alone, lane 0 beside copies of itself
-    mixed = run(cfg, only={1, 3, 4})
+    alone = train_runs(cfg, only={5})  # lane 1 of the padded wave 2 in `full`; alone, lane 0 beside copies of itself
+    mixed = train_runs(cfg, only={1, 3, 4})
     for res, ids in ((alone, (5,)), (mixed, (1, 3, 4))):
         for r in ids:
             for a, b in zip(jax.tree.leaves(params_of(full, r)), jax.tree.leaves(params_of(res, r))):

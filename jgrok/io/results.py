@@ -136,13 +136,9 @@ def group_axes(rows: list[dict]) -> list[str]:
 
 def final_info(summary: list[dict]) -> dict:
     """``{group: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per run]}}}``."""
-    axes = group_axes(summary)
-    groups: dict[str, list[dict]] = {}
-    for r in summary:
-        groups.setdefault(group_label(r, axes), []).append(r)
     out = {}
     keys = REGRESSION_FINAL_KEYS if is_regression(summary) else FINAL_KEYS
-    for label, members in groups.items():
+    for label, members in by_group(summary).items():
         d = {k: [_num(m[k]) for m in members] for k in keys}
         # empty cells (e.g. drop_epoch of a run without a drop) are None here and left out of mean and stderr
         present = {k: [x for x in v if x is not None] for k, v in d.items()}
@@ -206,17 +202,22 @@ def _atomic(path: Path, write_fn) -> None:
         raise
 
 
+def by_group(summary: list[dict]) -> dict[str, list[dict]]:
+    """Runs of a summary by group label (every varying non-seed axis), in run order."""
+    axes = group_axes(summary)
+    groups: dict[str, list[dict]] = {}
+    for r in summary:
+        groups.setdefault(group_label(r, axes), []).append(r)
+    return groups
+
+
 def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
     """The end-of-scan report: per group, quantiles of steps to 99% val acc and the share that reached it (for a
     regression: of the epoch of the val-loss drop, and the share of runs with one)."""
     if is_regression(summary):
         return _drop_lines(summary, top)
-    axes = group_axes(summary)
-    groups: dict[str, list[dict]] = {}
-    for r in summary:
-        groups.setdefault(group_label(r, axes), []).append(r)
     lines = []
-    for label, members in groups.items():
+    for label, members in by_group(summary).items():
         steps = np.array([m["step_val_acc_99"] for m in members if int(m["reached_val_99"])], float)
         n = len(members)
         div = sum(1 for m in members if m["diverged_step"] != "")
@@ -241,12 +242,8 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
 
 
 def _drop_lines(summary: list[dict], top: int) -> list[str]:
-    axes = group_axes(summary)
-    groups: dict[str, list[dict]] = {}
-    for r in summary:
-        groups.setdefault(group_label(r, axes), []).append(r)
     lines = []
-    for label, members in groups.items():
+    for label, members in by_group(summary).items():
         n = len(members)
         hit = [m for m in members if int(m["dropped"])]
         vals = np.array([float(m["final_val_loss"]) for m in members])
