@@ -324,8 +324,8 @@ def chunk_fn(prog: Program, K: int):
     rule, patience = stop_rule(prog), prog.cfg.train.patience
 
     def chunk(state, hp, data, step0, eval_every, total):
-        with jax.default_matmul_precision(precision):
-            W = state.alive.shape[0]
+        W = state.alive.shape[0]
+        with jax.default_matmul_precision(precision), transformer.wave(W):
             nan = jnp.full((W,), jnp.nan, jnp.float32)
 
             def step_fn(state, i):

@@ -280,7 +280,7 @@ def test_measured_footprint_sizes_waves_to_free_memory():
     cfg = tiny(seed=list(range(64)))
     prog, _, _ = programs(cfg)
     fixed, per_lane = engine.measured_lane_bytes(prog, 6)
-    assert per_lane > 0 and fixed > 0
+    assert per_lane > 0 and fixed >= 0  # the linear fit may put all of it in the lanes
     # plenty of memory: every run in one wave, without measuring
     assert engine.choose_wave_size(prog, 64, 1, free=1 << 40) == 64
     # memory for about 10 lanes (half of the free memory is the budget): the measured footprint decides

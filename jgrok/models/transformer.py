@@ -19,11 +19,33 @@ another scheme), so the model only defines structure and the forward pass. It kn
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default
+
+# How the per-head attention products ([T, K] x [K, T] and [T, T] x [T, K]) are computed. Under vmap over a wave
+# of W > 1 lanes, matmuls become dot_generals batched over (lane, example, head) of tiny blocks, which XLA's CPU
+# backend runs block by block; for short sequences a broadcast-multiply-sum that XLA fuses is faster there (x1.2
+# to x1.5 seed-steps/s on the 2-core CPU, benchmarks/RESULTS.md), while for a single lane the matmul is
+# (about 3x). The two differ only in summation order (rounding level), and a run's numbers are defined by its
+# config and its lane width W anyway, so the choice is made by W: see :func:`wave`.
+SMALL_T = 16
+_WIDE_WAVE = contextvars.ContextVar("jgrok_wide_wave", default=False)
+
+
+@contextlib.contextmanager
+def wave(W: int):
+    """Trace the model for a wave of ``W`` lanes (selects the attention products, see above)."""
+    token = _WIDE_WAVE.set(W > 1)
+    try:
+        yield
+    finally:
+        _WIDE_WAVE.reset(token)
 
 
 def _act(name: str):
@@ -41,12 +63,21 @@ class Attention(nnx.Module):
         H = self.n_heads
         q, k, v = jnp.split(self.qkv(x_BxTxD), 3, axis=-1)
         q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (t.reshape(B, T, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v))
-        scores_BxHxTxT = (q_BxHxTxK * (D // H) ** -0.5) @ k_BxHxTxK.swapaxes(-1, -2)
+        q_BxHxTxK = q_BxHxTxK * (D // H) ** -0.5
+        products = T <= SMALL_T and _WIDE_WAVE.get()
+        if products:
+            scores_BxHxTxT = jnp.sum(q_BxHxTxK[..., :, None, :] * k_BxHxTxK[..., None, :, :], axis=-1)
+        else:
+            scores_BxHxTxT = q_BxHxTxK @ k_BxHxTxK.swapaxes(-1, -2)
         if self.causal:
             mask_TxT = jnp.tril(jnp.ones((T, T), dtype=bool))
             scores_BxHxTxT = jnp.where(mask_TxT, scores_BxHxTxT, -jnp.inf)
         attn = jax.nn.softmax(scores_BxHxTxT, axis=-1)
-        y_BxTxD = (attn @ v_BxHxTxK).transpose(0, 2, 1, 3).reshape(B, T, D)
+        if products:
+            y_BxHxTxK = jnp.sum(attn[..., :, :, None] * v_BxHxTxK[..., None, :, :], axis=-2)
+        else:
+            y_BxHxTxK = attn @ v_BxHxTxK
+        y_BxTxD = y_BxHxTxK.transpose(0, 2, 1, 3).reshape(B, T, D)
         return self.out(y_BxTxD)
 
 
@@ -87,7 +118,11 @@ class Transformer(nnx.Module):
     def __call__(self, tokens_BxT):
         """Logits at the last position, ``[B, n_out]``."""
         T = tokens_BxT.shape[-1]
-        x_BxTxD = self.tok_emb(tokens_BxT) + self.pos_emb(jnp.arange(T))
+        # the token lookup as a one-hot matmul: the same values (one non-zero term per sum), and its gradient is a
+        # matmul too instead of a scatter-add, which XLA's CPU backend runs element by element
+        table_VxD = self.tok_emb.embedding[...]
+        onehot_BxTxV = jax.nn.one_hot(tokens_BxT, table_VxD.shape[0], dtype=table_VxD.dtype)
+        x_BxTxD = jnp.matmul(onehot_BxTxV, table_VxD, precision=jax.lax.Precision.HIGHEST) + self.pos_emb.embedding[...][:T]
         for block in self.blocks:
             x_BxTxD = block(x_BxTxD)
         x_BxD = x_BxTxD[:, -1]
