@@ -180,6 +180,7 @@ def test_chimera_builder_takes_exactly_the_intended_tensors():
         for i, r in enumerate(chim):
             np.testing.assert_array_equal(x[i], f if r["mask"] >> g & 1 else s)
     assert differs == set(groups) - {"norms"}  # LayerNorms start at 1 / 0 under every seed and scheme
+    assert chimera.identical_groups(prog, fast, slow) == ["norms"]  # so the factorial leaves them out
 
 
 def test_factorial_effects_recover_planted_main_effects_and_interactions():
@@ -224,6 +225,8 @@ def test_analyze_end_to_end(grid_scan, capsys):
     assert all(r["step_val_acc_99"] == summary[r["source_run"]] for r in rows if r["perturb"] == 0)
     ch = chimera.read(grid_scan / "analysis" / "chimera.csv")
     assert ch["steps"].shape == (2 ** len(ch["groups"]), 1) and ch["data"] == [(0, 0)]
+    assert ch["identical"] == ["norms"] and "norms" not in ch["groups"] and len(ch["groups"]) == 5
+    assert "Left out of the factorial: norms" in report
     # trained results are never replaced without --overwrite
     assert analyze.main([str(grid_scan), "--chaos", "0", "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err

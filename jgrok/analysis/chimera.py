@@ -4,8 +4,9 @@ Given a fast run F and a slow run S of one scan (same task and non-seed settings
 values of each layer group g (``jgrok.init``: embedding, position, block{i}_attn, block{i}_mlp, norms, head) from
 F or from S: bit g of its mask is 1 when g comes from F. Through the runs table's per-run overrides
 ``group_seed = {g: model seed}`` and ``group_scheme = {g: scheme}``, a chimera's group g is drawn exactly as the
-parent's (same seed, same scheme, same per-tensor key), so it holds the parent's tensors bit for bit. All 2^G
-masks are trained, each under every chosen data seed (split seed = order seed = d), as one vmapped scan.
+parent's (same seed, same scheme, same per-tensor key), so it holds the parent's tensors bit for bit. Groups
+whose initial tensors are identical in both parents (``norms`` under every scheme) are left out; all 2^G masks
+of the other G groups are trained, each under every chosen data seed (split seed = order seed = d), as one vmapped scan.
 
 Effects on y = ln(steps to 99% val acc) (censored at the budget), with x_g = +1 when g is from F, -1 from S:
   main effect of g     mean y over chimeras with g from F minus mean y with g from S (negative: F's g speeds up)
@@ -46,6 +47,24 @@ def group_value(row: dict, what: str, group: str):
     return row.get(f"group_{what}", {}).get(group, default)
 
 
+def identical_groups(prog, fast: dict, slow: dict) -> list[str]:
+    """Layer groups whose initial tensors are bit-identical in the two parents (e.g. ``norms``, which every
+    scheme starts at 1 and 0): taking them from either parent changes nothing, so they are left out of the
+    factorial (each one would double the chimeras and have an effect of exactly zero)."""
+    import jax
+
+    from jgrok import grid, init as init_mod, train
+
+    params = train.make_init(prog)(grid.hyper(prog, [fast, slow])).params
+    groups = init_mod.leaf_groups(train._model(prog)[1])
+    differs: dict[str, bool] = {}
+    for path, p in jax.tree_util.tree_flatten_with_path(params)[0]:
+        g = groups[init_mod.path_str(path)]
+        a = np.asarray(p)
+        differs[g] = differs.get(g, False) or not np.array_equal(a[0], a[1])
+    return [g for g in prog.groups if not differs.get(g, True)]
+
+
 def chimera_rows(fast: dict, slow: dict, groups: list[str], data_seeds: list[tuple[int, int]]) -> list[dict]:
     """One row per (mask, data seed); mask bit j set = group j from the fast run."""
     out = []
@@ -80,10 +99,12 @@ def effects(y_CxD: np.ndarray, groups: list[str], order: int = 3) -> list[dict]:
 COLUMNS = ("mask", "from_fast", "split_seed", "order_seed", "step_val_acc_99", "reached_val_99")
 
 
-def write(path: Path, rows: list[dict], groups: list[str], steps, reached, fast: dict, slow: dict) -> None:
+def write(path: Path, rows: list[dict], groups: list[str], steps, reached, fast: dict, slow: dict,
+          same: list[str] = ()) -> None:
     with open(path, "w", newline="") as f:
         f.write(f"# fast run {fast['run']} (seed {fast['seed']}, {fast['init']}), slow run {slow['run']} "
-                f"(seed {slow['seed']}, {slow['init']}); groups {' '.join(groups)}\n")
+                f"(seed {slow['seed']}, {slow['init']}); groups {' '.join(groups)}"
+                + (f" | identical {' '.join(same)}" if same else "") + "\n")
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
         for r, s, ok in zip(rows, steps, reached):
@@ -96,7 +117,8 @@ def read(path: Path) -> dict:
     with open(path, newline="") as f:
         head = f.readline()
         rows = list(csv.DictReader(f))
-    groups = head.split("groups ", 1)[1].split()
+    listed, _, same = head.split("groups ", 1)[1].partition(" | identical ")
+    groups = listed.split()
     data = list(dict.fromkeys((int(r["split_seed"]), int(r["order_seed"])) for r in rows))
     C, D = 2 ** len(groups), len(data)
     steps = np.full((C, D), np.nan)
@@ -104,4 +126,5 @@ def read(path: Path) -> dict:
     for r in rows:
         m, d = int(r["mask"]), data.index((int(r["split_seed"]), int(r["order_seed"])))
         steps[m, d], reached[m, d] = float(r["step_val_acc_99"]), bool(int(r["reached_val_99"]))
-    return dict(header=head[2:].strip(), groups=groups, data=data, steps=steps, reached=reached)
+    return dict(header=head[2:].split(" | identical ")[0].strip(), groups=groups, identical=same.split(), data=data,
+                steps=steps, reached=reached)

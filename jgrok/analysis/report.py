@@ -270,7 +270,11 @@ def chimera_section(ch: dict, budget: int, tdir: Path, pdir: Path) -> tuple[list
           f"{', '.join(f'{s}/{o}' for s, o in ch['data'])}); {int((~ch['reached']).sum())} of {C * D} never reached "
           f"99% val acc (counted at the budget {budget}).",
           f"All groups from the fast run: median {np.median(fast_all):.0f} steps; all from the slow run: "
-          f"{np.median(slow_all):.0f}.", ""]
+          f"{np.median(slow_all):.0f}."]
+    if ch.get("identical"):
+        md.append(f"Left out of the factorial: {', '.join(ch['identical'])}, whose initial values are identical in "
+                  "both runs (taking them from either changes nothing).")
+    md.append("")
     head = ["groups", "effect on ln steps (mean ± s.e. over data seeds)", "x steps", "p"]
     rows = lambda es: [[" x ".join(e["groups"]), f"{num(e['effect'], '{:+.3f}')} ± {num(e['se'], '{:.3f}')}",  # noqa
                         num(e["factor"], "{:.2f}"), num(e["p"])] for e in es]

@@ -46,8 +46,9 @@ def _plan_chimera(out, attribute, data_seeds, overwrite):
         data = list(dict.fromkeys([(fast["split_seed"], fast["order_seed"]), (slow["split_seed"], slow["order_seed"])]))
     else:
         data = [(d, d) for d in data_seeds]
-    groups = list(prog.groups)
-    return path, cfg, chimera_mod.chimera_rows(fast, slow, groups, data), groups, fast, slow, W
+    same = chimera_mod.identical_groups(prog, fast, slow)
+    groups = [g for g in prog.groups if g not in same]
+    return path, cfg, chimera_mod.chimera_rows(fast, slow, groups, data), groups, same, fast, slow, W
 
 
 def _fourier_runs(spec, rows, scan_rows):
@@ -97,9 +98,9 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         steps, reached, _ = retrain.train_rows(cfg, crows, W, progress)
         chaos_mod.write(path, crows, steps, reached)
     if chim_plan:
-        path, cfg, crows, groups, fast, slow, W = chim_plan
+        path, cfg, crows, groups, same, fast, slow, W = chim_plan
         steps, reached, _ = retrain.train_rows(cfg, crows, W, progress)
-        chimera_mod.write(path, crows, groups, steps, reached, fast, slow)
+        chimera_mod.write(path, crows, groups, steps, reached, fast, slow, same)
 
     figures: list[Path] = []
     body: list[str] = []
