@@ -258,15 +258,19 @@ def check_space(out: Path, need: int) -> None:
 def main(argv=None) -> int:
     """Run the command line; returns the exit code: 0 done, 2 a mistake or storage fault (one sentence on
     stderr), 130 stopped by SIGINT/SIGTERM (after saving a checkpoint when training had begun)."""
-    stop = {"asked": False}
+    stop = {"asked": False, "training": True}
 
     def ask_stop(signum, frame):
         if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
             print(f"\n{signal.Signals(signum).name} again: stopping now without saving.", file=sys.stderr)
             raise KeyboardInterrupt
         stop["asked"] = True
-        print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk "
-              "(send it again to stop at once)...", file=sys.stderr)
+        if stop["training"]:
+            print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk "
+                  "(send it again to stop at once)...", file=sys.stderr)
+        else:  # training is over: the results are being written, which takes seconds
+            print(f"\n{signal.Signals(signum).name}: training is done; finishing the results first "
+                  "(send it again to stop at once)...", file=sys.stderr)
 
     old = {}
     if threading.current_thread() is threading.main_thread():
@@ -407,6 +411,7 @@ def _main(argv, stop) -> int:
                                              checkpoint_every=cfg.engine.checkpoint_every,
                                              should_stop=lambda: stop["asked"])
                         for i, (p, t, m) in enumerate(progs)]
+                stop["training"] = False
                 break
             except engine.Interrupted as e:
                 if logger is not None:

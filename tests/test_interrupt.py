@@ -111,3 +111,23 @@ def test_sigint_sigterm_and_random_sigkills_then_resume(reference, env, tmp_path
     resume(["--resume", str(out), "--quiet"], env)
     assert not [c for c in (out / "checkpoints" / "p0").iterdir() if not c.name.isdigit()]  # leftovers removed
     assert_same_results(reference, out)
+
+
+def test_sigint_after_training_finishes_the_results(tmp_path, capsys, monkeypatch):
+    """A first SIGINT while the results are being written does not claim to save a checkpoint: the scan says
+    it is finishing the results, finishes them and exits 0."""
+    from jgrok import scan
+    from jgrok.io import results
+
+    real = results.save_scan
+
+    def interrupted_save(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, in the main thread, before the save
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(results, "save_scan", interrupted_save)
+    out = tmp_path / "scan"
+    assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "finishing the results first" in err and "checkpoint is saved" not in err
+    assert (out / "summary.csv").is_file()

@@ -124,6 +124,15 @@ def test_load_one_run_for_a_notebook(tmp_path):
     m = np.load(out / "metrics.npz")
     assert float(m["weight_norm"][2, -1]) == pytest.approx(
         float(np.sqrt(sum((np.asarray(x) ** 2).sum() for x in jax.tree.leaves(nnx_state(model))))), rel=1e-5)
+    # without checkpoints: one sentence, and reading creates nothing
+    import shutil
+
+    from jgrok.errors import ConfigError
+
+    shutil.rmtree(out / "checkpoints")
+    with pytest.raises(ConfigError, match="has no checkpoint for run 2"):
+        jgrok.load(out, run=2)
+    assert not (out / "checkpoints").exists()
 
 
 def nnx_state(model):
