@@ -30,18 +30,20 @@ KEEP = 2  # complete checkpoints kept per program
 
 
 def manager(out: Path, program_index: int, cleanup: bool = False) -> ocp.CheckpointManager:
-    """The checkpoint manager of one program. ``cleanup`` removes temporary folders of unfinished saves: only the
-    process that trains the scan may ask for it (a reader could otherwise delete a save in progress)."""
+    """The checkpoint manager of one program. ``cleanup`` marks the process that trains the scan: only it creates
+    the folder and removes temporary folders of unfinished saves (a reader must not create anything, and could
+    otherwise delete a save in progress)."""
     path = (Path(out) / "checkpoints" / f"p{program_index}").resolve()
     me = jax.process_index()  # in a multi-process scan every process checkpoints its own share, alone
     if jax.process_count() > 1:
         solo = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me},
                                                   barrier_sync_key_prefix=f"jgrok_p{me}")
-        path.mkdir(parents=True, exist_ok=True)
+        if cleanup:
+            path.mkdir(parents=True, exist_ok=True)
         opts = ocp.CheckpointManagerOptions(max_to_keep=KEEP, enable_async_checkpointing=False, create=False,
                                             cleanup_tmp_directories=cleanup, multiprocessing_options=solo)
     else:
-        opts = ocp.CheckpointManagerOptions(max_to_keep=KEEP, enable_async_checkpointing=False,
+        opts = ocp.CheckpointManagerOptions(max_to_keep=KEEP, enable_async_checkpointing=False, create=cleanup,
                                             cleanup_tmp_directories=cleanup)
     mngr = ocp.CheckpointManager(path, options=opts)
     mngr.jgrok_writer = cleanup

@@ -52,9 +52,7 @@ def _restore(out, run: int):
         abstract = jax.eval_shape(init_fn, hp)
         like = [np.zeros((len(members),) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
         host_like = {"run": np.array(ids, np.int64)}
-        restored = None
-        if (out / "checkpoints" / f"p{i}").is_dir():  # (a reader must not create the folder)
-            restored = checkpoint.restore(checkpoint.manager(out, i), _like(like, host_like, prog, len(members)))
+        restored = checkpoint.restore(checkpoint.manager(out, i), _like(like, host_like, prog, len(members)))
         if restored is None:
             raise ConfigError(f"{out} has no checkpoint for run {run} yet.")
         step, tree = restored
