@@ -6,7 +6,8 @@ F or from S: bit g of its mask is 1 when g comes from F. Through the runs table'
 ``group_seed = {g: model seed}`` and ``group_scheme = {g: scheme}``, a chimera's group g is drawn exactly as the
 parent's (same seed, same scheme, same per-tensor key), so it holds the parent's tensors bit for bit. Groups
 whose initial tensors are identical in both parents (``norms`` under every scheme) are left out; all 2^G masks
-of the other G groups are trained, each under every chosen data seed (split seed = order seed = d), as one vmapped scan.
+of the other G groups are trained, each under every chosen data seed (split seed = order seed = d), as one
+vmapped scan.
 
 Effects on y = ln(steps to 99% val acc) (censored at the budget), with x_g = +1 when g is from F, -1 from S:
   main effect of g     mean y over chimeras with g from F minus mean y with g from S (negative: F's g speeds up)
@@ -117,8 +118,8 @@ def read(path: Path) -> dict:
     with open(path, newline="") as f:
         head = f.readline()
         rows = list(csv.DictReader(f))
-    listed, _, same = head.split("groups ", 1)[1].partition(" | identical ")
-    groups = listed.split()
+    header, _, same = head[2:].strip().partition(" | identical ")
+    groups = header.split("groups ", 1)[1].split()
     data = list(dict.fromkeys((int(r["split_seed"]), int(r["order_seed"])) for r in rows))
     C, D = 2 ** len(groups), len(data)
     steps = np.full((C, D), np.nan)
@@ -126,5 +127,4 @@ def read(path: Path) -> dict:
     for r in rows:
         m, d = int(r["mask"]), data.index((int(r["split_seed"]), int(r["order_seed"])))
         steps[m, d], reached[m, d] = float(r["step_val_acc_99"]), bool(int(r["reached_val_99"]))
-    return dict(header=head[2:].split(" | identical ")[0].strip(), groups=groups, identical=same.split(), data=data,
-                steps=steps, reached=reached)
+    return dict(header=header, groups=groups, identical=same.split(), data=data, steps=steps, reached=reached)
