@@ -6,7 +6,8 @@ The same scan (config and seeds) is trained once per precision (``--precision``:
 rule ``val_acc>0.99`` (patience 1) so that each run stops when it groks and compaction drops it. For every
 precision it reports the distribution of y = ln(steps to 99% val accuracy) over the seeds, and for every lower
 precision its comparison with fp32:
-  shift          median over seeds of the paired difference y_p - y_fp32 (the same seed under both precisions)
+  shift          median over runs of the paired difference y_p - y_fp32 (the same run, i.e. the same seed and
+                 settings, under both precisions)
   seed noise     the standard deviation of y_fp32 over seeds: the spread the seed alone causes
   shift / noise  how large the change is against that spread
   rank test      two-sided Mann-Whitney U p-value of y_p against y_fp32 (are the two distributions told apart?)
@@ -46,14 +47,14 @@ def run_scan(config: str, seeds: str, precision: str, out: Path, extra: list[str
     if code != 0:
         raise SystemExit(f"precision.py: the {precision} scan failed (exit {code}): {' '.join(args)}")
     rows = results.read_summary(out / "summary.csv")
-    by_seed = {int(r["seed"]): (int(r["step_val_acc_99"]), bool(int(r["reached_val_99"]))) for r in rows}
-    return by_seed, wall
+    by_run = {int(r["run"]): (int(r["step_val_acc_99"]), bool(int(r["reached_val_99"]))) for r in rows}
+    return by_run, wall
 
 
 def compare(base: dict, other: dict) -> dict:
-    seeds = sorted(base)
-    y0 = np.log([base[s][0] for s in seeds])
-    y1 = np.log([other[s][0] for s in seeds])
+    runs = sorted(base)
+    y0 = np.log([base[r][0] for r in runs])
+    y1 = np.log([other[r][0] for r in runs])
     noise = float(np.std(y0, ddof=1))
     diff = y1 - y0
     shift = float(np.median(diff))
@@ -100,7 +101,7 @@ def main(argv=None) -> dict:
         d = describe(res[prec])
         c = compare(res["fp32"], res[prec]) if prec != "fp32" else None
         rows.append({"precision": prec, "wall_s": walls[prec], **d, **({"vs_fp32": c} if c else {}),
-                     "steps_by_seed": {s: v[0] for s, v in res[prec].items()}})
+                     "steps_by_run": {r: v[0] for r, v in res[prec].items()}})
         iqr, q1090 = f"{d['q25']:.0f}-{d['q75']:.0f}", f"{d['q10']:.0f}-{d['q90']:.0f}"
         line = (f"{prec:<10}{d['reached']:>5}/{d['runs']:<3}{d['median']:>8.0f}{iqr:>12}{q1090:>12}"
                 f"{d['sd_ln']:>7.3f}{walls[prec]:>8.1f}")
