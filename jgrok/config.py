@@ -1,9 +1,9 @@
-"""Configuration: frozen dataclasses, YAML presets in ``configs/`` and command-line overrides.
+"""Configuration: frozen dataclasses, YAML presets in ``jgrok/configs/`` and command-line overrides.
 
 A config is plain data. ``Config`` holds the *base* experiment (one run's settings); ``Config.grid`` holds the
 axes of a scan: every field named there takes a list of values, and every combination of the lists is a run
 (see :mod:`jgrok.grid`). The defaults below are the AI-Scientist grokking template, so ``Config()`` is that
-experiment and ``configs/ai_scientist.yaml`` spells it out.
+experiment and ``jgrok/configs/ai_scientist.yaml`` spells it out.
 
 Loading is strict: an unknown key, a value of the wrong type or an impossible value is a
 :class:`jgrok.errors.ConfigError` with one sentence that says what to change.
@@ -15,6 +15,7 @@ import dataclasses
 import math
 import re
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import yaml
 
 from jgrok.errors import ConfigError
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Presets ship inside the package (``jgrok/configs/*.yaml``), so an installed wheel has them too.
+CONFIGS_DIR = Path(str(resources.files("jgrok").joinpath("configs")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,7 +272,7 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
 
 
 def resolve_preset(name_or_path: str) -> Path:
-    """A config argument is a path to a YAML file or the name of a preset in configs/."""
+    """A config argument is a path to a YAML file or the name of a preset in jgrok/configs/."""
     path = Path(name_or_path)
     for candidate in (path, CONFIGS_DIR / name_or_path, CONFIGS_DIR / f"{name_or_path}.yaml"):
         try:

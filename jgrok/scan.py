@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m jgrok.scan", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
-    a("--config", help="YAML file or preset name in configs/ (default: the AI-Scientist template)")
+    a("--config", help="YAML file or preset name in jgrok/configs/ (default: the AI-Scientist template)")
     a("--task", help="task name, or a comma list (an axis); see the README's task table")
     a("--seeds", help="model seeds: A:B (half-open) or a comma list")
     a("--data-seeds", help="seeds of the train/val split and the batch order together (an axis)")
