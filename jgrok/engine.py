@@ -14,6 +14,7 @@ are frozen inside the chunk; between chunks they leave the device and the rest a
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from typing import Callable
@@ -79,19 +80,29 @@ def _abstract_wave(prog: train.Program, W: int):
     return jax.eval_shape(train.make_init(prog), hp), hp
 
 
+def abstract_data(prog: train.Program):
+    """Shapes and dtypes of a program's task table (inputs, targets) as a chunk receives it: for the algorithmic
+    tasks int32 tokens [N, 4] and int32 labels [N]; for the m-height regression float32 features [N, F] (F =
+    ``prog.n_vocab``, the ResNet's input width) and float32 targets log2 h [N]."""
+    n = prog.n_pairs
+    if prog.kind == "regress":
+        return jax.ShapeDtypeStruct((n, prog.n_vocab), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.float32)
+    return jax.ShapeDtypeStruct((n, 4), jnp.int32), jax.ShapeDtypeStruct((n,), jnp.int32)
+
+
 def measured_lane_bytes(prog: train.Program, K: int, widths=(2, 4)) -> tuple[int, int] | None:
     """(fixed, per_lane) device bytes of one compiled chunk, from XLA's memory analysis of the chunk compiled at
     two small widths a < b (arguments + outputs - donated aliases + temporaries) and extrapolated linearly:
     bytes(W) ~ fixed + per_lane * W. None when the backend does not report it."""
     sizes = []
-    n = prog.n_pairs
-    data = (jax.ShapeDtypeStruct((n, 4), jnp.int32), jax.ShapeDtypeStruct((n,), jnp.int32))
+    data = abstract_data(prog)
     i32 = jax.ShapeDtypeStruct((), jnp.int32)
     for W in widths:
         state, hp = _abstract_wave(prog, W)
+        compiled = train.make_chunk(prog, K).lower(state, hp, data, i32, i32, i32).compile()
         try:
-            m = train.make_chunk(prog, K).lower(state, hp, data, i32, i32, i32).compile().memory_analysis()
-        except Exception:  # noqa: BLE001 - backends without memory analysis
+            m = compiled.memory_analysis()
+        except (NotImplementedError, jax.errors.JaxRuntimeError):  # backends without memory analysis
             return None
         if m is None:
             return None
@@ -220,6 +231,62 @@ def end_step(diverged_step: np.ndarray, stopped_step: np.ndarray) -> np.ndarray:
     return np.where(diverged_step >= 0, diverged_step, stopped_step).astype(np.int64)
 
 
+POLL_S = 0.05  # how often the host looks whether a chunk is done: the longest a signal handler waits to run
+STUCK_FACTOR, STUCK_MIN_S = 20.0, 60.0  # a chunk "may be stuck" once it has run longer than both of: STUCK_FACTOR
+# times the median wall time of the earlier chunks of its program (dispatch to outputs ready), and STUCK_MIN_S
+STALL_ENV = "JGROK_TEST_STALL"  # test hook, "C:S": chunk C (0-based, per program) counts as not done for S more seconds
+_running = {"since": None}  # perf_counter time at which the chunk the host waits for was dispatched; None if none
+
+
+def chunk_running_s() -> float | None:
+    """Seconds the chunk the host is waiting for has been running (from its dispatch), or None when the host is
+    not waiting for one (compiling, saving, writing results). Read by the CLI's signal handler."""
+    since = _running["since"]
+    return None if since is None else time.perf_counter() - since
+
+
+class ChunkWaiter:
+    """Waits for a program's chunks by polling their outputs' readiness (``is_ready``) every POLL_S seconds.
+
+    A blocking wait (``device_get``) parks the main thread in native code, where Python cannot run a SIGINT or
+    SIGTERM handler until the chunk ends; a wait that sleeps in Python answers a signal within POLL_S. It also
+    times every chunk and prints once (per program) on stderr when a chunk has run past STUCK_FACTOR times the
+    median of the earlier ones and past STUCK_MIN_S: the program, W and the device, so a user can tell a hung scan
+    from a slow one."""
+
+    def __init__(self, prog: train.Program, lanes: int):
+        self.label = f"{prog.cfg.task.name} / {prog.cfg.optim.name}"
+        self.lanes = lanes
+        self.walls: list[float] = []  # wall seconds of the chunks done so far
+        self.warned = False
+        stall = os.environ.get(STALL_ENV, "")
+        self.stall = tuple(float(x) for x in stall.split(":")) if stall else None
+
+    def wait(self, step0: int, since: float, arrays) -> None:
+        """Return once every array (a pytree of the chunk's outputs) is computed; ``since``: its dispatch time."""
+        pending = [x for x in jax.tree.leaves(arrays) if isinstance(x, jax.Array)]
+        n = len(self.walls)
+        hold = since + self.stall[1] if self.stall and int(self.stall[0]) == n else 0.0
+        limit = max(STUCK_FACTOR * float(np.median(self.walls)), STUCK_MIN_S) if self.walls else None
+        _running["since"] = since
+        try:
+            while True:
+                pending = [x for x in pending if not x.is_ready()]
+                now = time.perf_counter()
+                if not pending and now >= hold:
+                    break
+                if limit is not None and not self.warned and now - since > limit:
+                    self.warned = True
+                    print(f"\njgrok: the chunk from update {step0} of program {self.label} has run "
+                          f"{_fmt_time(now - since)}, over {STUCK_FACTOR:g}x the median of the {n} chunk(s) before "
+                          f"it; it may be stuck (W = {self.lanes} lanes, device {platform()}).", file=sys.stderr,
+                          flush=True)
+                time.sleep(POLL_S)
+        finally:
+            _running["since"] = None
+        self.walls.append(time.perf_counter() - since)
+
+
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
                   on_chunk: Callable | None = None, keep_params: bool = True, ckpt=None, checkpoint_every: int = 0,
                   should_stop: Callable[[], bool] | None = None, compact: bool | None = None) -> ProgramResult:
@@ -338,14 +405,17 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         return np.asarray(st[2])[: g["n"]]
 
     first = True
+    waiter = ChunkWaiter(prog, lanes)
     for step0 in range(start_step, total, K):
         outs, new_cols, n_alive = [], set(), 0
         n_here = min(K, total - step0)
         try:
+            since = time.perf_counter()
             for g in groups:  # dispatch every group before waiting on any
                 g["state"], out = chunk_fn(g["state"], g["hp"], data[g["dev"]], np.int32(step0), np.int32(every),
                                            np.int32(total))
                 outs.append(out)
+            waiter.wait(step0, since, (outs, [g["state"] for g in groups]))  # polls: signals stay answerable
             outs = [jax.device_get(o) for o in outs]
         except jax.errors.JaxRuntimeError as e:
             if first and is_oom(e):

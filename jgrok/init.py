@@ -111,13 +111,37 @@ def groups(shapes) -> list[str]:
     return sorted(names, key=key)
 
 
+def qr_q(a_MxN):
+    """Q of the thin QR decomposition ``a = Q R`` with a positive diagonal of R, for M >= N, computed with plain
+    array operations: Gram-Schmidt with the projection applied twice per column ("twice is enough", which keeps
+    Q orthonormal to float32 rounding for any full-rank matrix), one column per step of a ``fori_loop``.
+
+    Why not ``jnp.linalg.qr``: on CPU it calls jaxlib's LAPACK kernel through XLA's CPU runtime, whose kernels
+    wait on XLA's own thread pool; several of them at once (one per lane of a wave) filled the pool and hung the
+    scan forever under jax 0.10 on a 2-core machine. This function is ordinary XLA arithmetic on every backend.
+    The QR with positive diag(R) is unique, so this Q equals LAPACK's Q times sign(diag(R)), which is exactly
+    what ``torch.nn.init.orthogonal_`` returns (up to rounding)."""
+    m, n = a_MxN.shape
+    hi = jax.lax.Precision.HIGHEST  # full float32 products on every backend (GPUs would otherwise use TF32)
+
+    def column(j, q_MxN):  # columns >= j of q are still zero, so they do not take part in the projection
+        v = jax.lax.dynamic_index_in_dim(a_MxN, j, axis=1, keepdims=False)
+        for _ in range(2):
+            v = v - jnp.dot(q_MxN, jnp.dot(v, q_MxN, precision=hi), precision=hi)
+        v = v * jax.lax.rsqrt(jnp.sum(v * v))
+        return jax.lax.dynamic_update_index_in_dim(q_MxN, v, j, axis=1)
+
+    return jax.lax.fori_loop(0, n, column, jnp.zeros((m, n), a_MxN.dtype))
+
+
 def _orthogonal(key, rows: int, cols: int):
-    """torch.nn.init.orthogonal_ for a [rows, cols] matrix: orthonormal rows or columns, whichever are fewer."""
+    """torch.nn.init.orthogonal_ for a [rows, cols] matrix: orthonormal rows or columns, whichever are fewer.
+    As torch does: a standard normal matrix, transposed to be tall, Q of its QR with R's diagonal made positive
+    (that sign correction is what makes Q Haar-distributed), transposed back."""
     flat = jax.random.normal(key, (rows, cols), jnp.float32)
     if rows < cols:
         flat = flat.T
-    q, r = jnp.linalg.qr(flat)
-    q = q * jnp.sign(jnp.diagonal(r))[None, :]
+    q = qr_q(flat)
     return q.T if rows < cols else q
 
 

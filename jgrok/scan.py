@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shutil
 import signal
 import sys
@@ -255,19 +256,29 @@ def check_space(out: Path, need: int) -> None:
                            f"{need / 2**20:,.1f} MiB (checkpoints and results); free space or choose another --out.")
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, hard_exit: bool = False) -> int:
     """Run the command line; returns the exit code: 0 done, 2 a mistake or storage fault (one sentence on
-    stderr), 130 stopped by SIGINT/SIGTERM (after saving a checkpoint when training had begun)."""
+    stderr), 130 stopped by SIGINT/SIGTERM (after saving a checkpoint when training had begun).
+
+    hard_exit (set by the command line, not by in-process callers): a second SIGINT/SIGTERM ends the process at
+    once with ``os._exit(130)`` instead of raising KeyboardInterrupt, so that neither a chunk still running on the
+    device nor the runtime's shutdown waiting for it can delay the exit; checkpoints are written to a temporary
+    folder and renamed, so the newest complete one stays readable."""
     stop = {"asked": False, "training": True}
 
     def ask_stop(signum, frame):
         if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
-            print(f"\n{signal.Signals(signum).name} again: stopping now without saving.", file=sys.stderr)
+            print(f"\n{signal.Signals(signum).name} again: stopping now without saving.", file=sys.stderr, flush=True)
+            if hard_exit:
+                os._exit(130)
             raise KeyboardInterrupt
         stop["asked"] = True
         if stop["training"]:
-            print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk "
-                  "(send it again to stop at once)...", file=sys.stderr)
+            engine = sys.modules.get("jgrok.engine")  # imported once training is near
+            running = engine.chunk_running_s() if engine is not None else None
+            ran = "" if running is None else f", which has run for {running:.1f} s"
+            print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk{ran} "
+                  "(send it again to stop at once)...", file=sys.stderr, flush=True)
         else:  # training is over: the results are being written, which takes seconds
             print(f"\n{signal.Signals(signum).name}: training is done; finishing the results first "
                   "(send it again to stop at once)...", file=sys.stderr)
@@ -493,4 +504,4 @@ def _typed(summary: list[dict]) -> list[dict]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(hard_exit=True))

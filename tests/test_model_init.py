@@ -115,3 +115,27 @@ def test_group_override_takes_exactly_that_groups_tensors():
         name = init.path_str(k)
         src = p1 if name.startswith("head/") else p0
         np.testing.assert_array_equal(np.asarray(v), src[name])
+
+
+@pytest.mark.parametrize("rows,cols", [(6, 6), (99, 128), (512, 128), (7, 1)])
+def test_orthogonal_is_torchs_haar_construction(rows, cols):
+    """The orthogonal scheme is torch.nn.init.orthogonal_'s construction: the same normal matrix, made tall, Q of
+    its QR with diag(R) > 0 (the sign correction that makes Q Haar-distributed), made wide again. Checked against
+    LAPACK's QR in float64 (NumPy), sign-corrected; jgrok computes it without LAPACK (init.qr_q)."""
+    key = jax.random.key(rows * 1000 + cols)
+    q = np.asarray(jax.jit(init._orthogonal, static_argnums=(1, 2))(key, rows, cols))
+    a = np.asarray(jax.random.normal(key, (rows, cols), jnp.float32), np.float64)
+    a = a.T if rows < cols else a
+    ref, r = np.linalg.qr(a)
+    ref = ref * np.sign(np.diag(r))[None, :]
+    np.testing.assert_allclose(q, ref.T if rows < cols else ref, atol=2e-6)
+
+
+def test_init_uses_no_lapack_kernel():
+    """No LAPACK custom call (they hang XLA's CPU thread pool when several run at once) in a run's initialisation,
+    whatever the scheme."""
+    s = shapes()
+    G = len(init.groups(s))
+    text = jax.jit(lambda seed, scheme: init.init_params(s, jnp.full(G, seed), jnp.full(G, scheme), 1.0,
+                                                         init.SCHEMES)).lower(0, 0).as_text()
+    assert "lapack" not in text.lower() and "custom_call" not in text, "a LAPACK kernel is back in init_params"
