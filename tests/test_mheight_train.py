@@ -243,3 +243,17 @@ def test_bad_data_file_is_one_sentence(tmp_path, capsys):
     bad.write_text("not a zip")
     assert scan.main(["--config", "mheight_tiny", "--set", f"task.data={bad}", "--dry-run"]) == 2
     assert "cannot be read as an m-height dataset" in capsys.readouterr().err
+
+
+def test_measured_lane_bytes_of_the_resnet(data_path):
+    """The memory probe compiles the ResNet's chunk with the task's own data shapes (float features [N, F], float
+    targets), so it measures rather than failing into the analytic estimate; the probe matches the real table."""
+    from jgrok import engine
+
+    cfg = tiny(data_path)
+    (prog, table, _), = grid.programs(cfg, grid.expand(cfg))
+    x, y = engine.abstract_data(prog)
+    assert (x.shape, x.dtype, y.shape, y.dtype) == (table.inputs.shape, table.inputs.dtype, table.targets.shape,
+                                                    table.targets.dtype)
+    fixed, per_lane = engine.measured_lane_bytes(prog, 4)
+    assert per_lane > 0 and fixed >= 0

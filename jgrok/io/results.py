@@ -326,13 +326,14 @@ def merge_shards(out: Path) -> int:
             arrays[k] = parts[0][k]
         else:
             arrays[k] = np.concatenate([d[k] for d in parts], axis=0)[order]
-    _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
-    write_summary(out / "summary.csv", summary)
-    (out / "final_info.json").write_text(json.dumps(final_info(summary), indent=1))
     cfg = dict(cfgs[0])
     cfg.pop("only", None)
     cfg.pop("process", None)
     lanes = sorted({c.get("lanes") for c in cfgs})
     cfg["lanes"] = lanes[0] if len(lanes) == 1 else lanes
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # each file atomically, summary.csv last: as for a single process, a folder with summary.csv is complete
+    atomic_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
+    atomic_text(out / "final_info.json", json.dumps(final_info(summary), indent=1))
+    write_summary(out / "summary.csv", summary)
     return n
