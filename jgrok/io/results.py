@@ -130,8 +130,15 @@ def group_label(row: dict, group_axes: list[str]) -> str:
 
 
 def group_axes(rows: list[dict]) -> list[str]:
-    """Axes that vary between runs, other than task and the seeds (which are replicates)."""
-    return [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
+    """Axes that vary between runs, other than task and the seeds (which are replicates); when the variant varies,
+    the columns a variant sets (constant within every variant) are named by the variant alone."""
+    axes = [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
+    if "variant" in axes:
+        by_variant: dict = {}
+        for r in rows:
+            by_variant.setdefault(r["variant"], []).append(r)
+        axes = [a for a in axes if a == "variant" or any(len({r[a] for r in m}) > 1 for m in by_variant.values())]
+    return axes
 
 
 def final_info(summary: list[dict]) -> dict:
