@@ -130,15 +130,12 @@ def group_label(row: dict, group_axes: list[str]) -> str:
 
 
 def group_axes(rows: list[dict]) -> list[str]:
-    """Axes that vary between runs, other than task and the seeds (which are replicates); when the variant varies,
-    the columns a variant sets (constant within every variant) are named by the variant alone."""
+    """Axes that vary between runs, other than task and the seeds (which are replicates); columns a variant sets
+    are named by the variant alone (jgrok.variants.label_axes)."""
+    from jgrok.variants import label_axes
+
     axes = [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
-    if "variant" in axes:
-        by_variant: dict = {}
-        for r in rows:
-            by_variant.setdefault(r["variant"], []).append(r)
-        axes = [a for a in axes if a == "variant" or any(len({r[a] for r in m}) > 1 for m in by_variant.values())]
-    return axes
+    return label_axes(rows, axes)
 
 
 def final_info(summary: list[dict]) -> dict:
