@@ -32,6 +32,13 @@ AXIS_ORDER = ("task", "variant", "optimizer", "init", "init_scale", "wd", "lr", 
 COLUMNS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
            "filter_alpha", "filter_lambda", "filter_window", "orthogonal_grad", "variant")
 FILTERS = ("none", "ema", "ma")
+# values of the newer columns for a row built without them (no variant axis, no ⊥Grad)
+COLUMN_DEFAULTS = {"orthogonal_grad": False, "variant": ""}
+
+
+def columns(row: dict) -> dict:
+    """The COLUMNS values of a runs-table row."""
+    return {c: row[c] if c in row or c not in COLUMN_DEFAULTS else COLUMN_DEFAULTS[c] for c in COLUMNS}
 
 
 def expand(cfg: config_mod.Config) -> list[dict]:
@@ -72,7 +79,8 @@ def expand(cfg: config_mod.Config) -> list[dict]:
 
 def varying(rows: list[dict]) -> list[str]:
     """Columns whose value differs between runs."""
-    return [c for c in COLUMNS if len({r[c] for r in rows}) > 1]
+    cols = [columns(r) for r in rows]
+    return [c for c in COLUMNS if len({r[c] for r in cols}) > 1]
 
 
 def parse_ids(text: str, n_runs: int) -> list[int]:
