@@ -43,7 +43,7 @@ class TaskConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    kind: str = "transformer"  # "transformer" (classification tasks) or "resnet" (task mheight)
+    kind: str = "transformer"  # "transformer" or "mlp" (classification tasks), "resnet" (task mheight)
     n_layers: int = 2
     d_model: int = 128
     n_heads: int = 4
@@ -57,6 +57,7 @@ class ModelConfig:
     width: int = 64  # resnet: hidden width
     blocks: int = 5  # resnet: residual blocks
     output: str = "h"  # resnet: "h" (h = 1 + softplus(z)) or "log2h" (log2 h = softplus(z)); see jgrok.models.resnet
+    hidden: tuple[int, ...] = (200, 200)  # mlp: hidden layer sizes (jgrok.models.mlp; the source's default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,7 @@ class OptimConfig:
     filter_alpha: float = 0.98
     filter_lambda: float = 2.0
     filter_window: int = 100
+    orthogonal_grad: bool = False  # ⊥Grad (Prieto et al. 2025): project each gradient orthogonally to its weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +96,10 @@ class TrainConfig:
     sampling: str = "replacement"  # "replacement" (template), "epochs" (shuffled), "full" (full batch)
     eval_train: bool = False  # also evaluate the full train split at each eval
     eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
-    precision: str = "fp32"  # "fp32", "tf32", "bf16"
+    precision: str = "fp32"  # "fp32", "tf32", "bf16", "fp64" (the whole run in float64: JAX x64 for that program)
+    loss: str = "answer"  # see jgrok.train.LOSSES
+    softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.train.log_probs)
+    measures: tuple = ()  # names of extra per-evaluation measures (accepted here; computed where implemented)
     # Counting in epochs (sampling "epochs" only): with epochs > 0 the budget is epochs x updates per epoch
     # (ceil(n_train / batch_size)) and train.steps is not used; with eval_every_epochs > 0 evaluations happen every
     # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
@@ -130,6 +135,8 @@ AXES: dict[str, tuple[str, str]] = {
     "filter_alpha": ("optim", "filter_alpha"),
     "filter_lambda": ("optim", "filter_lambda"),
     "filter_window": ("optim", "filter_window"),
+    "orthogonal_grad": ("optim", "orthogonal_grad"),
+    "variant": ("", ""),  # names of bundles of overrides in the config's ``variants`` (see variant_config)
     "data_seed": ("", ""),
     "split_seed": ("", ""),
     "order_seed": ("", ""),
@@ -147,10 +154,18 @@ class Config:
     train: TrainConfig = TrainConfig()
     engine: EngineConfig = EngineConfig()
     grid: dict = dataclasses.field(default_factory=lambda: {"seed": [0]})
+    # named bundles of overrides, {name: {"section.field": value}}; the grid axis ``variant`` picks among them
+    variants: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
+        for name in _SECTION_CLASSES:  # tuples (model.hidden, train.measures) are written as YAML lists
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in out[name].items()}
         out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        out["variants"] = {k: {f: list(x) if isinstance(x, tuple) else x for f, x in v.items()}
+                           for k, v in self.variants.items()}
+        if not out["variants"]:
+            del out["variants"]
         return out
 
 
@@ -164,6 +179,13 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
     """Convert a YAML/CLI value to a field's type, or raise ConfigError."""
     if isinstance(typ, str):
         typ = {"int": int, "float": float, "bool": bool, "str": str}[typ]
+    if typ is tuple or typing.get_origin(typ) is tuple:  # a list of names (tuple) or of whole numbers
+        item = typing.get_args(typ)[0] if typing.get_args(typ) else str
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, not {_short(value)}.")
+        return tuple(_coerce(v, item, where) for v in value)
     if typ is bool:
         if isinstance(value, bool):
             return value
@@ -215,6 +237,8 @@ def _field_types(cls) -> dict[str, Any]:
 def axis_type(axis: str) -> Any:
     if axis in SEED_AXES:
         return int
+    if axis == "variant":
+        return str
     section, field = AXES[axis]
     return _field_types(_SECTION_CLASSES[section])[field]
 
@@ -258,17 +282,76 @@ def from_dict(data: dict | None, base: Config | None = None) -> Config:
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError("A config file must hold a YAML mapping of sections (task, model, optim, ...).")
-    known = set(_SECTION_CLASSES) | {"grid", "lanes", "only", "process"}
+    known = set(_SECTION_CLASSES) | {"grid", "variants", "lanes", "only", "process"}
     for key in data:
         if key not in known:
             raise ConfigError(f"Unknown config section '{key}'; known sections: {', '.join(sorted(known))}.")
     sections = {name: _build_section(name, data.get(name), getattr(base, name)) for name in _SECTION_CLASSES}
     grid = _build_grid(data["grid"]) if "grid" in data else dict(base.grid)
-    cfg = Config(**sections, grid=grid)
+    variants = _build_variants(data["variants"]) if "variants" in data else dict(base.variants)
+    cfg = Config(**sections, grid=grid, variants=variants)
     if isinstance(data.get("train"), dict):
         _check_epoch_overrides(cfg, data["train"])
     validate(cfg)
     return cfg
+
+
+# Variants: a config may name bundles of overrides and scan over them with the grid axis ``variant``:
+#   variants:
+#     baseline: {}
+#     stablemax: {train.loss: stablemax, train.softmax_precision: 64}
+#   grid: {variant: [baseline, stablemax], seed: [0, 1]}
+# is 4 runs; a run of variant v is trained with the base config plus v's overrides (then its other axes' values).
+# Axes are still a cartesian product; a variant is one axis whose values set several fields at once. Runs of
+# different variants never share a program. A variant cannot set a field that is also an axis of the grid, the
+# scan-wide step budget and evaluation cadence (train.steps, eval_every, epochs, eval_every_epochs: every run of
+# a scan shares one curve layout) or the engine section.
+VARIANT_FIXED = ("train.steps", "train.eval_every", "train.epochs", "train.eval_every_epochs")
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
+
+
+def _build_variants(values: Any) -> dict:
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config section 'variants' must map variant names to overrides, not {_short(values)}.")
+    out = {}
+    for name, overrides in values.items():
+        if not isinstance(name, str) or not _VARIANT_NAME.match(name):
+            raise ConfigError(f"Variant name {_short(name)} must be letters, digits and _ . + - only.")
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"Variant '{name}' must map section.field keys to values, not {_short(overrides)}.")
+        fields = {}
+        for key, value in overrides.items():
+            parts = str(key).split(".")
+            if len(parts) != 2 or parts[0] not in _SECTION_CLASSES or parts[0] == "engine":
+                raise ConfigError(f"Variant '{name}' key '{key}' must be section.field of task, model, optim, init "
+                                  "or train, e.g. train.loss.")
+            if key in VARIANT_FIXED:
+                raise ConfigError(f"Variant '{name}' sets {key}, which every run of a scan shares; set it outside "
+                                  "the variants.")
+            types_ = _field_types(_SECTION_CLASSES[parts[0]])
+            if parts[1] not in types_:
+                raise ConfigError(f"Variant '{name}' key '{key}' is unknown; known keys of {parts[0]}: "
+                                  f"{', '.join(sorted(types_))}.")
+            fields[key] = _coerce(value, types_[parts[1]], f"variants.{name}.{key}")
+        out[name] = fields
+    return out
+
+
+def variant_config(cfg: Config, name: str | None) -> Config:
+    """The config of variant ``name``: the base config with the variant's overrides, no variants and no variant
+    axis (``name`` None or "": the config without its variants)."""
+    out = dataclasses.replace(cfg, variants={}, grid={k: v for k, v in cfg.grid.items() if k != "variant"})
+    if not name:
+        return out
+    changes: dict[str, dict] = {}
+    for key, value in cfg.variants[name].items():
+        section, field = key.split(".")
+        changes.setdefault(section, {})[field] = value
+    for section, fields in changes.items():
+        out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section), **fields)})
+    return out
 
 
 def resolve_preset(name_or_path: str) -> Path:
@@ -428,6 +511,7 @@ def validate(cfg: Config) -> None:
     """Check every value a user can set; raise ConfigError naming what to change."""
     # Imported here: these modules own the lists of valid names.
     from jgrok import init as init_mod
+    from jgrok import train as train_mod
     from jgrok.models import resnet
     from jgrok.tasks import algorithmic, mheight_task
 
@@ -448,8 +532,10 @@ def validate(cfg: Config) -> None:
     if not 0.0 < t.fraction < 1.0:
         raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
     m = cfg.model
-    if m.kind not in ("transformer", "resnet"):
-        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer' or 'resnet'.")
+    if m.kind not in ("transformer", "resnet", "mlp"):
+        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer', 'mlp' or 'resnet'.")
+    if m.kind == "mlp" and not all(1 <= h <= 2**16 for h in m.hidden):
+        raise ConfigError(f"model.hidden takes layer sizes from 1 to 65536, not {list(m.hidden)}.")
     if regression and m.kind != "resnet":
         raise ConfigError("Task 'mheight' is a regression task for the ResNet regressor; set model.kind: resnet.")
     if not regression and m.kind == "resnet":
@@ -519,8 +605,15 @@ def validate(cfg: Config) -> None:
         if getattr(tr, field) and tr.sampling != "epochs":
             raise ConfigError(f"train.{field} counts shuffled epochs; set train.sampling: epochs, or count updates "
                               f"with train.{'steps' if field == 'epochs' else 'eval_every'}.")
-    if tr.precision not in ("fp32", "tf32", "bf16"):
-        raise ConfigError(f"train.precision must be 'fp32', 'tf32' or 'bf16', not '{tr.precision}'.")
+    if tr.precision not in ("fp32", "tf32", "bf16", "fp64"):
+        raise ConfigError(f"train.precision must be 'fp32', 'tf32', 'bf16' or 'fp64', not '{tr.precision}'.")
+    if tr.loss not in train_mod.LOSSES:
+        raise ConfigError(f"train.loss '{tr.loss}' is unknown; use one of {', '.join(train_mod.LOSSES)}.")
+    if tr.softmax_precision not in train_mod.SOFTMAX_DTYPES:
+        raise ConfigError(f"train.softmax_precision must be 16, 32 or 64, not {tr.softmax_precision}.")
+    if regression and (tr.loss != "answer" or tr.softmax_precision != 32):
+        raise ConfigError("Task 'mheight' is a regression (mean squared error); leave train.loss and "
+                          "train.softmax_precision at their defaults.")
     parse_stop_rule(tr.stop_when)
     if tr.patience < 1:
         raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
@@ -560,6 +653,19 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"Seeds must be in [0, 2^31), not {s} (axis {axis}).")
     if "data_seed" in cfg.grid and ("split_seed" in cfg.grid or "order_seed" in cfg.grid):
         raise ConfigError("Give either data seeds or split/order seeds, not both.")
+    if cfg.variants and "variant" not in cfg.grid:
+        raise ConfigError(f"The config defines variants ({', '.join(cfg.variants)}) but the grid has no 'variant' "
+                          "axis; add grid.variant with the names to run.")
+    for name in cfg.grid.get("variant", []):
+        if name not in cfg.variants:
+            raise ConfigError(f"Variant '{name}' is not defined; the config's variants are "
+                              f"{', '.join(cfg.variants) or 'none'}.")
+        for key in cfg.variants[name]:
+            axis = next((a for a, sf in AXES.items() if sf == tuple(key.split("."))), None)
+            if axis in cfg.grid:
+                raise ConfigError(f"Variant '{name}' sets {key}, which is also the grid axis '{axis}'; set it in "
+                                  "one place.")
+        validate(variant_config(cfg, name))
 
 
 

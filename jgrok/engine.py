@@ -65,6 +65,8 @@ def per_run_bytes(prog: train.Program) -> int:
         return 4 * (slots * P + acts + prog.n_pairs)
     T = 4
     per_example = m.n_layers * T * (12 * m.d_model + 3 * m.d_model * m.mlp_ratio + 2 * m.n_heads * T)
+    if m.kind == "mlp":  # the one-hot input, 3 activations per hidden unit, logits and their softmax
+        per_example = 2 * prog.n_vocab + 3 * sum(m.hidden) + 2 * prog.n_out
     batch = prog.n_train if tr.sampling == "full" else tr.batch_size
     acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
     return 4 * (slots * P + acts + prog.n_pairs)
@@ -76,7 +78,7 @@ def _abstract_wave(prog: train.Program, W: int):
     f32, i32 = jnp.float32, jnp.int32
     hp = train.Hyper(*(jax.ShapeDtypeStruct((W,), dt) for dt in (f32, f32, f32, i32, f32, f32, i32, i32, i32)),
                      seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32),
-                     perturb=jax.ShapeDtypeStruct((W,), i32))
+                     perturb=jax.ShapeDtypeStruct((W,), i32), orthogonal_grad=jax.ShapeDtypeStruct((W,), jnp.bool_))
     return jax.eval_shape(train.make_init(prog), hp), hp
 
 

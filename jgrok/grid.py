@@ -8,11 +8,13 @@ Seeds: ``seed`` is the model seed (initial parameters). A run's split seed (trai
 of the ``data_seed`` axis (which sets both), or the model seed itself: by default ``--seeds 0:64`` gives 64 fully
 independent runs, as in the template where one seed sets everything.
 
-Runs that share a task and an optimiser kind share one compiled program; every other axis is a per-run value.
+Runs that share a task, an optimiser kind and a variant (see jgrok.config.variant_config) share one compiled
+program; every other axis is a per-run value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -24,12 +26,19 @@ from jgrok import train as train_mod
 from jgrok.train import Hyper, Program
 
 # product order: outermost first
-AXIS_ORDER = ("task", "optimizer", "init", "init_scale", "wd", "lr", "filter", "filter_alpha", "filter_lambda",
-              "filter_window", "data_seed", "split_seed", "order_seed", "seed")
+AXIS_ORDER = ("task", "variant", "optimizer", "init", "init_scale", "wd", "lr", "filter", "filter_alpha",
+              "filter_lambda", "filter_window", "orthogonal_grad", "data_seed", "split_seed", "order_seed", "seed")
 # columns every runs table and summary.csv carry, whether they vary or not
 COLUMNS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
-           "filter_alpha", "filter_lambda", "filter_window")
+           "filter_alpha", "filter_lambda", "filter_window", "orthogonal_grad", "variant")
 FILTERS = ("none", "ema", "ma")
+# values of the newer columns for a row built without them (no variant axis, no ⊥Grad)
+COLUMN_DEFAULTS = {"orthogonal_grad": False, "variant": ""}
+
+
+def columns(row: dict) -> dict:
+    """The COLUMNS values of a runs-table row."""
+    return {c: row[c] if c in row or c not in COLUMN_DEFAULTS else COLUMN_DEFAULTS[c] for c in COLUMNS}
 
 
 def expand(cfg: config_mod.Config) -> list[dict]:
@@ -39,7 +48,8 @@ def expand(cfg: config_mod.Config) -> list[dict]:
     rows = []
     for values in itertools.product(*(cfg.grid[a] for a in axes)):
         v = dict(zip(axes, values))
-        base = config_mod.base_for_axes(cfg, {a: x for a, x in v.items() if a not in config_mod.SEED_AXES})
+        base = config_mod.base_for_axes(config_mod.variant_config(cfg, v.get("variant")),
+                                        {a: x for a, x in v.items() if a not in config_mod.SEED_AXES})
         seed = v["seed"]
         data = v.get("data_seed", seed)
         row = {
@@ -57,6 +67,8 @@ def expand(cfg: config_mod.Config) -> list[dict]:
             "filter_alpha": base.optim.filter_alpha,
             "filter_lambda": base.optim.filter_lambda,
             "filter_window": base.optim.filter_window,
+            "orthogonal_grad": base.optim.orthogonal_grad,
+            "variant": v.get("variant", ""),
         }
         for group, spec in overrides.items():
             for what, value in spec.items():  # group_seed / group_scheme: {group: value}
@@ -67,7 +79,8 @@ def expand(cfg: config_mod.Config) -> list[dict]:
 
 def varying(rows: list[dict]) -> list[str]:
     """Columns whose value differs between runs."""
-    return [c for c in COLUMNS if len({r[c] for r in rows}) > 1]
+    cols = [columns(r) for r in rows]
+    return [c for c in COLUMNS if len({r[c] for r in cols}) > 1]
 
 
 def parse_ids(text: str, n_runs: int) -> list[int]:
@@ -96,14 +109,17 @@ def parse_ids(text: str, n_runs: int) -> list[int]:
 
 
 def programs(cfg: config_mod.Config, rows: list[dict]) -> list[tuple[Program, algorithmic.Table, list[dict]]]:
-    """Group runs by their static values (task, optimiser) into programs, in run order. A program's config has
-    train.steps / train.eval_every in updates (resolved from epochs where the config counts epochs)."""
+    """Group runs by their static values (task, optimiser, variant) into programs, in run order. A program's config
+    has train.steps / train.eval_every in updates (resolved from epochs where the config counts epochs), and
+    optim.orthogonal_grad true when any of its runs uses ⊥Grad (each run's own choice is in Hyper)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["task"], r["optimizer"]), []).append(r)
+        groups.setdefault((r["task"], r["optimizer"], r.get("variant", "")), []).append(r)
     out = []
-    for (task, opt), members in groups.items():
-        pcfg = config_mod.base_for_axes(cfg, {"task": task, "optimizer": opt})
+    for (task, opt, variant), members in groups.items():
+        pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, variant), {"task": task, "optimizer": opt})
+        ortho = any(bool(r.get("orthogonal_grad", False)) for r in members)
+        pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, orthogonal_grad=ortho))
         regress = task == mheight_task.NAME
         table = mheight_task.build(pcfg.task) if regress else algorithmic.build(task, pcfg.task)
         pcfg = config_mod.resolve_epochs(pcfg, table.n_train)  # steps are updates from here on
@@ -142,6 +158,7 @@ def hyper(prog: Program, rows: list[dict]) -> Hyper:
         seed_G=seed_G.reshape(len(rows), G),
         scheme_G=scheme_G.reshape(len(rows), G),
         perturb=np.array([r.get("perturb", 0) for r in rows], np.int32),  # chaos floor: jgrok.init.perturb_ulp
+        orthogonal_grad=np.array([bool(r.get("orthogonal_grad", False)) for r in rows], np.bool_),
     )
 
 

@@ -30,7 +30,7 @@ parameter of ``nn.MultiheadAttention``, not an ``nn.Linear``, so the study's ``i
 Layer groups (stable names, used by overrides and by chimera attribution): ``embedding``, ``position``,
 ``block{i}_attn`` (in- and out-projection), ``block{i}_mlp`` (both MLP layers), ``norms`` (every LayerNorm),
 ``head`` (the output layer). The m-height ResNet (:mod:`jgrok.models.resnet`): ``input``, ``block{i}`` (its
-Linear), ``norms``, ``head``.
+Linear), ``norms``, ``head``. The MLP (:mod:`jgrok.models.mlp`): ``hidden{i}``, ``head``.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def _classify(parts: list[str], shape: tuple, kernels: dict) -> tuple[str, str, 
         sub = parts[2]
         group = {"attn": f"{block}_attn", "mlp_in": f"{block}_mlp", "mlp_out": f"{block}_mlp",
                  "linear": block}.get(sub, "norms")  # "linear": the ResNet regressor's block
+    elif parts[0] == "hidden":  # the MLP's hidden Linear layers (jgrok.models.mlp)
+        group = f"hidden{parts[1]}"
     else:
         group = {"tok_emb": "embedding", "pos_emb": "position", "head": "head", "input": "input"}.get(parts[0], "norms")
     if name == "embedding":

@@ -7,12 +7,20 @@ depends only on static choices (optimiser name, which filters the scan uses, the
 AdamW follows torch.optim.AdamW: decay multiplied by the learning rate, applied to every parameter, bias
 correction, eps outside the square root. The schedule is the template's warmup: the update with 0-based index s
 uses ``lr * min(s / warmup, 1)`` (so the first update has lr 0); warmup 0 means a constant lr.
+
+The chain of one run: Grokfast filter (if the scan uses one) -> ⊥Grad (if ``optim.orthogonal_grad``) ->
+optimiser (weight decay and the update). ⊥Grad sits directly before the optimiser, after the filters, so what the
+optimiser sees is orthogonal to the weights, as in Prieto et al.'s OrthoGrad wrapper (which projects whatever
+gradient the wrapped optimiser is handed; weight decay, inside the optimiser, is not projected there either).
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import optax
+
+ORTHO_EPS = 1e-30  # added to w.w and to |g_perp|, as in the source's orthograd.py
 
 
 def schedule(lr, warmup: int):
@@ -28,9 +36,34 @@ def make_tx(ocfg, hp, filters: tuple[str, ...], window_max: int) -> optax.Gradie
 
     sched = schedule(hp.lr, ocfg.warmup)
     opt = grokfast.make_optimizer(ocfg.name, sched, hp.wd, ocfg.b1, ocfg.b2, ocfg.eps, ocfg.momentum)
+    if ocfg.orthogonal_grad:  # some run of the program uses it; hp.orthogonal_grad says which
+        opt = optax.chain(orthogonal_grad(True if hp.orthogonal_grad is None else hp.orthogonal_grad), opt)
     if filters == ("none",):
         return opt
     filt = grokfast.grad_filter(hp.filter_kind, hp.filter_alpha, hp.filter_lambda, hp.filter_window,
                                 kinds_present=filters, window_max=window_max)
     return optax.chain(filt, opt)
+
+
+def orthogonalize(g, w):
+    """⊥Grad of one tensor (Prieto et al. 2025, ``orthograd.py``): with w and g flattened,
+    g_perp = g - (w.g / (w.w + 1e-30)) w, returned rescaled to the norm of g: g_perp * |g| / (|g_perp| + 1e-30)."""
+    proj = jnp.vdot(w, g) / (jnp.vdot(w, w) + ORTHO_EPS)
+    g_perp = g - proj * w
+    scale = jnp.linalg.norm(g.ravel()) / (jnp.linalg.norm(g_perp.ravel()) + ORTHO_EPS)
+    return (g_perp * scale).astype(g.dtype)
+
+
+def orthogonal_grad(on) -> optax.GradientTransformation:
+    """⊥Grad as an Optax transform: every gradient tensor replaced by :func:`orthogonalize` of it against its
+    parameter tensor where ``on`` (a traced per-run bool) is true, passed through otherwise. Stateless; needs the
+    parameters in ``update``."""
+
+    def update(grads, state, params=None):
+        if params is None:
+            raise ValueError("orthogonal_grad needs the parameters: call tx.update(grads, state, params).")
+        out = jax.tree.map(lambda g, w: jnp.where(on, orthogonalize(g, w), g), grads, params)
+        return out, state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 

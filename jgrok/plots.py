@@ -47,8 +47,8 @@ from jgrok.errors import ConfigError
 
 SEED_COLUMNS = ("seed", "split_seed", "order_seed")
 # non-seed axes, in the order they appear in group labels
-GROUP_AXES = ("lr", "wd", "init", "init_scale", "filter", "filter_alpha", "filter_lambda", "filter_window",
-              "optimizer")
+GROUP_AXES = ("variant", "lr", "wd", "init", "init_scale", "filter", "filter_alpha", "filter_lambda",
+              "filter_window", "orthogonal_grad", "optimizer")
 REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
                     "final_val_acc", "diverged_step")
 CURVES = (("train_loss", "train loss"), ("val_loss", "val loss"), ("train_acc", "train accuracy"),
@@ -148,8 +148,10 @@ def npz_rows(path, key: str, idx) -> np.ndarray:
 
 def group_keys(rows: list[dict]) -> list[str]:
     """Axis columns other than task and the seeds whose values differ between rows."""
+    from jgrok.variants import label_axes
+
     present = rows[0].keys() if rows else ()
-    return [a for a in GROUP_AXES if a in present and len({str(r[a]) for r in rows}) > 1]
+    return label_axes(rows, [a for a in GROUP_AXES if a in present and len({str(r[a]) for r in rows}) > 1])
 
 
 def group_label(row: dict, keys: list[str]) -> str:

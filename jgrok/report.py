@@ -123,6 +123,10 @@ def build_report(out_dir, runs=None) -> Path:
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
+    from jgrok.analysis import variants
+
+    if variants.applies(scan):
+        md += ["## Accuracy, softmax collapse and logit scale per group", ""] + variants.section(scan)
     diverged = [r for r in rows if r["diverged_step"] is not None]
     if diverged:
         md += [f"## Diverged runs ({len(diverged)})", "", _diverged(diverged, keys), ""]

@@ -367,8 +367,10 @@ def _main(argv, stop) -> int:
                       f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), estimated "
                       f"device memory {per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
                 continue
-            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
-                  f"{prog.n_params:,} parameters per run, {table.n_pairs} pairs ({table.n_train} train), "
+            variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
+            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
+                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
+                  f"({table.n_train} train), "
                   f"lanes W = {W} x {n_dev} device(s), estimated device memory "
                   f"{per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
         print(f"# disk: about {disk_bytes(progs, cfg.engine.checkpoint_every) / 2**20:,.1f} MiB at most "

@@ -38,11 +38,16 @@ from flax import nnx
 
 from jgrok import init as init_mod
 from jgrok import optim
-from jgrok.models import resnet, transformer
+from jgrok.models import mlp, resnet, transformer
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 EVAL_KEYS = ("val_loss", "val_acc", "weight_norm")
-PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default"}
+PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
+# train.loss: "answer" = cross-entropy of the softmax of the answer logits; "stablemax" = cross-entropy of StableMax
+# (Prieto et al. 2025), see log_probs. train.softmax_precision: the float width (16, 32, 64) in which either is
+# computed from the logits; the gradient flows back through that dtype into the model's own.
+LOSSES = ("answer", "stablemax")
+SOFTMAX_DTYPES = {16: jnp.float16, 32: jnp.float32, 64: jnp.float64}
 
 
 class Hyper(NamedTuple):
@@ -60,6 +65,9 @@ class Hyper(NamedTuple):
     seed_G: Any  # [G] model seed of each layer group
     scheme_G: Any  # [G] index into Program.schemes per layer group
     perturb: Any  # chaos-floor perturbation index: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
+    # bool: this run projects its gradients orthogonally to its weights (optim.orthogonal_grad, jgrok.optim);
+    # None = every run of the program does
+    orthogonal_grad: Any = None
 
 
 class RunState(NamedTuple):
@@ -105,7 +113,32 @@ def apply(prog: Program, params, tokens_BxT):
     if prog.cfg.train.precision == "bf16":
         params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     logits = nnx.merge(graphdef, params)(tokens_BxT)
-    return logits.astype(jnp.float32)
+    return logits if prog.cfg.train.precision == "fp64" else logits.astype(jnp.float32)
+
+
+def needs_x64(cfg) -> bool:
+    """True when a program computes in float64 (train.precision fp64 or train.softmax_precision 64): it is traced
+    and run with JAX's x64 mode on (see :func:`make_init`); every other program runs without it."""
+    return cfg.train.precision == "fp64" or cfg.train.softmax_precision == 64
+
+
+class _X64:
+    """A jitted function that is traced, lowered and called with JAX's x64 mode on, for one program only."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args):
+        with jax.enable_x64(True):
+            return self.fn(*args)
+
+    def lower(self, *args):
+        with jax.enable_x64(True):
+            return self.fn.lower(*args)
+
+
+def _x64_if_needed(prog: Program, fn):
+    return _X64(fn) if needs_x64(prog.cfg) else fn
 
 
 _MODEL_CACHE: dict = {}
@@ -116,18 +149,46 @@ def _model(prog: Program):
     if key not in _MODEL_CACHE:
         if prog.cfg.model.kind == "resnet":  # n_vocab is the regressor's input width
             _MODEL_CACHE[key] = resnet.abstract(prog.cfg.model, prog.n_vocab)
+        elif prog.cfg.model.kind == "mlp":
+            _MODEL_CACHE[key] = mlp.abstract(prog.cfg.model, prog.n_vocab, prog.n_out)
         else:
             _MODEL_CACHE[key] = transformer.abstract(*key)
     return _MODEL_CACHE[key]
 
 
-def _xent(logits_BxV, y_B, w_B):
-    """Weighted mean cross-entropy and accuracy."""
-    logp = jax.nn.log_softmax(logits_BxV)
+def stablemax_s(x):
+    """StableMax's s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0 (Prieto et al. 2025, eq. 6; their code adds
+    1e-30 to 1 - x, which is >= 1 there, so it changes nothing and is left out). The x < 0 branch is evaluated at
+    min(x, 0), so its unused values are finite and the gradient of the where() is exact."""
+    return jnp.where(x < 0, 1 / (1 - jnp.minimum(x, 0)), x + 1)
+
+
+def log_probs(prog: Program, logits_BxV):
+    """Log-probabilities of the training objective (train.loss), computed in train.softmax_precision:
+    answer     log softmax(z)
+    stablemax  log(s(z_i) / sum_j s(z_j)) with s = :func:`stablemax_s`
+    """
+    z = logits_BxV.astype(SOFTMAX_DTYPES[prog.cfg.train.softmax_precision])
+    if prog.cfg.train.loss == "stablemax":
+        s_BxV = stablemax_s(z)
+        return jnp.log(s_BxV / jnp.sum(s_BxV, axis=-1, keepdims=True))
+    return jax.nn.log_softmax(z)
+
+
+def _nll(logits_BxV, y_B, log_probs_fn=jax.nn.log_softmax):
+    """Per-example negative log-likelihood of the answer, in the dtype of log_probs_fn (at least float32)."""
+    logp = log_probs_fn(logits_BxV)
     nll = -jnp.take_along_axis(logp, y_B[:, None], axis=-1)[:, 0]
+    return nll.astype(jnp.promote_types(nll.dtype, jnp.float32))
+
+
+def _xent(logits_BxV, y_B, w_B, log_probs_fn=jax.nn.log_softmax):
+    """Weighted mean cross-entropy and accuracy; with ``log_probs_fn = lambda z: log_probs(prog, z)`` the loss of
+    train.loss. The mean is taken in the softmax dtype (float32 for float16); its gradient flows in that dtype."""
+    nll = _nll(logits_BxV, y_B, log_probs_fn)
     correct = (jnp.argmax(logits_BxV, axis=-1) == y_B).astype(jnp.float32)
     total = jnp.sum(w_B)
-    return jnp.sum(nll * w_B) / total, jnp.sum(correct * w_B) / total
+    return jnp.sum(nll * w_B.astype(nll.dtype)) / total.astype(nll.dtype), jnp.sum(correct * w_B) / total
 
 
 def _mse(pred_B, y_B, w_B):
@@ -163,6 +224,8 @@ def group_norms(prog: Program, params) -> dict:
 def init_run(prog: Program, hp: Hyper) -> RunState:
     _, shapes = _model(prog)
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
+    if prog.cfg.train.precision == "fp64":  # drawn in float32 (the same values), trained in float64
+        params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
     if prog.start_params is not None:  # trained values, taken as they are (init_scale does not apply to them)
         groups = init_mod.leaf_groups(shapes)
         params = jax.tree_util.tree_map_with_path(
@@ -204,7 +267,10 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     idx, w = _batch(prog, state.perm, hp.order_seed, step)
     x, y = inputs[idx], targets[idx]
 
-    objective = _mse if prog.kind == "regress" else _xent
+    if prog.kind == "regress":
+        objective = _mse
+    else:
+        objective = lambda z, y, w: _xent(z, y, w, lambda z: log_probs(prog, z))  # noqa: E731
 
     def loss_fn(params):
         loss, acc = objective(apply(prog, params, x), y, w)
@@ -222,7 +288,7 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     new = jax.tree.map(lambda n, o: jnp.where(apply_update, n, o), new, state)
     diverged_step = jnp.where(state.alive & ~finite, step, state.diverged_step).astype(jnp.int32)
     new = new._replace(alive=apply_update, diverged_step=diverged_step)
-    return new, (loss, acc)
+    return new, (loss.astype(jnp.float32), acc)
 
 
 def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
@@ -241,10 +307,9 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
             err = jnp.square(apply(prog, params, inputs[i]) - targets[i])
             return (carry[0] + jnp.sum(err * wi), carry[1]), None
         logits = apply(prog, params, inputs[i])
-        logp = jax.nn.log_softmax(logits)
-        nll = -jnp.take_along_axis(logp, targets[i][:, None], axis=-1)[:, 0]
+        nll = _nll(logits, targets[i], lambda z: log_probs(prog, z))  # the training objective (train.loss)
         correct = (jnp.argmax(logits, -1) == targets[i]).astype(jnp.float32)
-        return (carry[0] + jnp.sum(nll * wi), carry[1] + jnp.sum(correct * wi)), None
+        return (carry[0] + jnp.sum(nll * wi).astype(jnp.float32), carry[1] + jnp.sum(correct * wi)), None
 
     (nll, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
     return nll / count, correct / count
@@ -275,8 +340,8 @@ def eval_keys(prog: Program) -> list[str]:
 
 
 def make_init(prog: Program):
-    """jit(vmap(init_run)) over a wave."""
-    return jax.jit(jax.vmap(lambda hp: init_run(prog, hp)))
+    """jit(vmap(init_run)) over a wave (traced and run in x64 mode when :func:`needs_x64`)."""
+    return _x64_if_needed(prog, jax.jit(jax.vmap(lambda hp: init_run(prog, hp))))
 
 
 def stop_rule(prog: Program):
@@ -306,7 +371,7 @@ def _meets(op: str, x, t):
 
 def make_chunk(prog: Program, K: int):
     """jit(chunk_fn(prog, K)) with the state donated."""
-    return jax.jit(chunk_fn(prog, K), donate_argnums=(0,))
+    return _x64_if_needed(prog, jax.jit(chunk_fn(prog, K), donate_argnums=(0,)))
 
 
 def chunk_fn(prog: Program, K: int):

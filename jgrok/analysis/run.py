@@ -11,6 +11,7 @@ from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import report as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
+from jgrok.analysis import variants as variants_mod
 from jgrok.errors import ConfigError
 
 
@@ -105,6 +106,12 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
     figures: list[Path] = []
     body: list[str] = []
     head: list[str] = []
+    if variants_mod.applies(scan):  # variants: accuracy, softmax collapse, logit scale over seeds
+        body += ["## Accuracy, softmax collapse and logit scale per group", ""] + variants_mod.section(scan, tdir)
+        head += [f"- {d['group']}: {d['reached']}/{d['runs']} runs reached 99% val acc; final val acc median "
+                 f"{rep.num(d['val_acc'][1])}" + (f", softmax collapse median {rep.num(d['softmax_collapse'][1])}"
+                                                  if "softmax_collapse" in d else "")
+                 for d in variants_mod.stats(scan)]
     # seed grids, super seeds, variance
     body += ["## Seed grids, super seeds and variance", "",
              f"Steps to 99% val acc = first eval step with val acc > 0.99; runs that never got there count at the "

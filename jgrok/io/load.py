@@ -59,8 +59,9 @@ def _restore(out, run: int):
         leaves = [tree["state"][f"leaf_{j:04d}"][ids.index(run)] for j in range(len(like))]
         state = jax.tree.unflatten(jax.tree.structure(abstract), leaves)
         row = members[ids.index(run)]
-        single = config_mod.base_for_axes(cfg, {a: row[a] for a in ("task", "optimizer", "init", "init_scale",
-                                                                     "wd", "lr", "filter")})
+        single = config_mod.base_for_axes(config_mod.variant_config(cfg, row.get("variant")),
+                                          {a: row[a] for a in ("task", "optimizer", "init", "init_scale", "wd", "lr",
+                                                               "filter", "orthogonal_grad")})
         return prog, state.params, single, step
     raise ConfigError(f"Run {run} is not part of the scan in {out}.")
 

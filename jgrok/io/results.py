@@ -89,7 +89,7 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
     out = []
     finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "weight_norm")}
     for i, r in enumerate(rows):
-        d = {c: r[c] for c in ("run",) + grid_mod.COLUMNS}
+        d = {"run": r["run"], **grid_mod.columns(r)}
         d.update(lanes=lanes, step_train_acc_99=int(st[i]), step_val_acc_99=int(sv[i]),
                  grok_delay=int(sv[i] - st[i]), reached_train_99=int(rt[i]), reached_val_99=int(rv[i]))
         for k, v in finals.items():
@@ -111,7 +111,7 @@ def summarize_regression(rows: list[dict], metrics: dict, eval_step: np.ndarray,
         min_val = np.nanmin(np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.inf), axis=1)
     out = []
     for i, r in enumerate(rows):
-        d = {c: r[c] for c in ("run",) + grid_mod.COLUMNS}
+        d = {"run": r["run"], **grid_mod.columns(r)}
         d.update(lanes=lanes, dropped=int(found[i]), drop_step=int(step[i]) if found[i] else "",
                  drop_epoch=float(step[i] / per_epoch) if found[i] else "",
                  drop_factor=float(factor[i]) if found[i] else "")
@@ -130,8 +130,12 @@ def group_label(row: dict, group_axes: list[str]) -> str:
 
 
 def group_axes(rows: list[dict]) -> list[str]:
-    """Axes that vary between runs, other than task and the seeds (which are replicates)."""
-    return [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
+    """Axes that vary between runs, other than task and the seeds (which are replicates); columns a variant sets
+    are named by the variant alone (jgrok.variants.label_axes)."""
+    from jgrok.variants import label_axes
+
+    axes = [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
+    return label_axes(rows, axes)
 
 
 def final_info(summary: list[dict]) -> dict:
