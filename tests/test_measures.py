@@ -208,3 +208,86 @@ def test_measures_leave_training_bit_identical():
     assert b.metrics["fourier_spectrum"].shape == (3, E, 5)
     for k in measures.KEYS["logits"] + measures.KEYS["fourier"]:
         assert np.isfinite(b.metrics[k]).all(), k
+
+
+# ------------------------------------------------------------------------------------------ analysis
+
+
+def test_crossing_step_is_the_half_way_point():
+    from jgrok.analysis import progress
+
+    steps = np.array([10, 20, 30, 40, 50])
+    c = np.array([[0, 0.1, 0.4, 0.6, 1.0],      # rising: half way first met at step 40
+                  [5, 4, 3, 1, 1],              # falling 5 -> 1: half way (3) at step 30
+                  [2, 2, 2, 2, 2],              # flat: never moves
+                  [0, 1, np.nan, np.nan, np.nan]])  # stopped early: the last finite value is the end
+    assert np.array_equal(progress.crossing_steps(c, steps), [40, 30, np.nan, 20], equal_nan=True)
+
+
+def test_what_moves_first_finds_a_planted_predictor_and_says_when_nothing_predicts():
+    from scipy import stats
+
+    from jgrok.analysis import progress
+
+    rng = np.random.default_rng(0)
+    R, E, budget = 40, 50, 5000
+    steps = np.arange(1, E + 1) * 100
+    s99 = rng.integers(15, 45, R) * 100  # grokking steps
+    x = steps[None, :]
+    # "lead": a sigmoid that rises 800 steps before each run's grokking step; "noise": independent of it
+    curves = {"restricted_loss": 1 / (1 + np.exp((x - (s99[:, None] - 800)) / 50)),
+              "logit_max": rng.random((R, E)).cumsum(axis=1)}
+    curves["val_acc"] = (x >= s99[:, None]).astype(float)
+    curves["logit_max"][:, :5] = rng.random((R, 5))  # early values with no information
+    reached = np.ones(R, bool)
+    tab = progress.what_moves_first(curves, steps, s99.astype(float), reached, budget, B=200, seed=0)
+    by = {d["measure"]: d for d in tab}
+    lead = by["restricted_loss"]
+    assert lead["predicts"] and lead["rho"] > 0.95 and lead["median_lead"] == 800
+    assert lead["rho"] == pytest.approx(stats.spearmanr(progress.crossing_steps(curves["restricted_loss"], steps),
+                                                        s99).statistic)
+    assert tab[0]["measure"] == "restricted_loss"  # moves first among the measures
+    assert "restricted_loss" in progress.verdict(tab, R)
+    noise = [d for d in tab if d["measure"] == "logit_max"]
+    nothing = progress.verdict(noise, R)
+    assert not noise[0]["predicts"] and nothing.startswith("Nothing predicts")
+    assert progress.verdict(tab, 3).startswith("Only 3 run(s)")
+
+
+def test_loo_r2_is_near_zero_for_noise_and_one_for_a_line():
+    from jgrok.analysis import progress
+
+    rng = np.random.default_rng(1)
+    x = rng.random(50)
+    assert progress.loo_r2(x, 3 * x + 1) == pytest.approx(1.0)
+    assert progress.loo_r2(x, rng.random(50)) < 0.05
+
+
+def test_scan_and_analyze_with_measures(tmp_path, capsys):
+    from jgrok import analyze, scan
+
+    from .conftest import TINY_ARGS
+
+    out = tmp_path / "m"
+    args = TINY_ARGS + ["--seeds", "0:3", "--wave-size", "4", "--measures", "fourier,logits", "--out", str(out)]
+    assert scan.main(args) == 0
+    with np.load(out / "metrics.npz") as z:
+        E = len(z["eval_step"])
+        assert z["fourier_spectrum"].shape == (3, E, 5)
+        for k in measures.KEYS["logits"] + measures.KEYS["fourier"][:-1]:
+            assert z[k].shape == (3, E) and np.isfinite(z[k]).all(), k
+    tags = set()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for d in (out / "tb").rglob("events.*"):
+        acc = EventAccumulator(str(d.parent))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"measures/restricted_loss/median", "measures/softmax_collapse/q90", "measures/grad_cos"} <= tags
+    assert analyze.main([str(out), "--bootstrap", "20", "--quiet"]) == 0, capsys.readouterr().err
+    report = (out / "analysis" / "report.md").read_text()
+    assert "## Progress measures" in report and "restricted_loss" in report and "(reference) val_acc" in report
+    assert "Only 0 run(s) reached 99% val acc" in report  # 12 updates: nothing groks, and the report says so
+    for name in ("measures_x_plus_y.png", "measures_aligned_x_plus_y.png", "fourier_spectrum_x_plus_y.png",
+                 "fourier_norms.png"):
+        assert (out / "analysis" / "plots" / name).is_file() and f"plots/{name}" in report
