@@ -66,7 +66,7 @@ def per_run_bytes(prog: train.Program) -> int:
     per_example = m.n_layers * T * (12 * m.d_model + 3 * m.d_model * m.mlp_ratio + 2 * m.n_heads * T)
     batch = prog.n_train if tr.sampling == "full" else tr.batch_size
     acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
-    return 4 * (slots * P + acts + prog.n_pairs) + measures.extra_bytes(prog)
+    return 4 * (slots * P + acts + prog.n_pairs) + measures.extra_bytes(prog, per_example)
 
 
 def _abstract_wave(prog: train.Program, W: int):

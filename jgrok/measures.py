@@ -116,12 +116,17 @@ def shapes(prog) -> dict[str, tuple[int, ...]]:
     return out
 
 
-def extra_bytes(prog) -> int:
-    """Device memory one lane's measures add to an evaluation (float32): the group's logit cube for fourier."""
-    if "fourier" not in parse(prog.cfg.train.measures):
-        return 0
-    n = group(prog.cfg.task.name, prog.cfg.task.p).n
-    return 4 * 3 * n ** 3
+def extra_bytes(prog, per_example: int) -> int:
+    """Device memory one lane's measures add to an evaluation (float32), given the activations of one example
+    (``per_example`` floats): for logits a gradient accumulator and a backward pass over an evaluation slice,
+    for fourier the group's logit cube (and its log-softmax and excluded copy)."""
+    names = parse(prog.cfg.train.measures)
+    out = 0
+    if "logits" in names:
+        out += 2 * prog.n_params + 2 * min(prog.cfg.train.eval_batch, prog.n_train) * per_example
+    if "fourier" in names:
+        out += 3 * group(prog.cfg.task.name, prog.cfg.task.p).n ** 3
+    return 4 * out
 
 
 # ---------------------------------------------------------------------------------------------- the group

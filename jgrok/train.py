@@ -353,9 +353,8 @@ def chunk_fn(prog: Program, K: int):
                     ev = jax.vmap(lambda si: evaluate(prog, data, si))(s)
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
-                evals = jax.lax.cond(do_eval, run_eval,
-                                     lambda s: {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) for k in keys},
-                                     state)
+                none = {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) if shapes[k] else nan for k in keys}
+                evals = jax.lax.cond(do_eval, run_eval, lambda s: none, state)
                 if rule is not None:
                     metric, op, t = rule
                     live = do_eval & state.alive

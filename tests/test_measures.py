@@ -196,10 +196,21 @@ def test_no_measures_no_new_keys():
 # ------------------------------------------------------------------------------------------ training
 
 
-def test_measures_leave_training_bit_identical():
+def test_measures_leave_training_bit_identical(tmp_path):
+    from jgrok import engine
+    from jgrok.io import checkpoint
+
     cfg = tiny(seed=[0, 1, 2])
     on = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, measures="fourier,logits"))
     a, b = train_runs(cfg), train_runs(on)
+    # interrupted after the first chunk and resumed from its checkpoint: the measure curves come back whole
+    (prog, table, members), = grid.programs(on, grid.expand(on))
+    with pytest.raises(engine.Interrupted):
+        engine.train_program(prog, table, members, 4, progress=False, ckpt=checkpoint.manager(tmp_path, 0),
+                             should_stop=lambda: True)
+    resumed = engine.train_program(prog, table, members, 4, progress=False, ckpt=checkpoint.manager(tmp_path, 0))
+    for k in b.metrics:
+        assert np.array_equal(b.metrics[k], resumed.metrics[k], equal_nan=True), k
     for x, y in zip(jax.tree.leaves(a.final_params), jax.tree.leaves(b.final_params)):
         assert np.array_equal(x, y)
     for k in a.metrics:

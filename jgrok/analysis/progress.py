@@ -143,10 +143,15 @@ def verdict(table: list[dict], n_reached: int) -> str:
         return ("Nothing predicts: no measure's crossing step has a rank correlation with the grokking step whose "
                 f"95% interval excludes 0, and no early value explains {PREDICTS_R2:.0%} or more of the variance of "
                 "ln(steps to 99%) out of sample.")
+    said = ", ".join(f"{d['measure']} (rho {d['rho']:.2f}, crossing a median {d['median_lead']:.0f} steps before "
+                     f"step_val_acc_99)" for d in mine if d["predicts"])
     moved = [d for d in mine if np.isfinite(d["median_cross"])]
-    first = f" {moved[0]['measure']} moves first (median crossing step {moved[0]['median_cross']:.0f})." \
-        if moved else ""
-    return f"Predicts the grokking step: {', '.join(good)}.{first}"
+    first = ""
+    if moved:
+        m = moved[0]
+        first = (f" {m['measure']} moves first (median crossing step {m['median_cross']:.0f})"
+                 + ("." if m["predicts"] else ", but its timing does not predict the grokking step."))
+    return f"Predicts the grokking step: {said}.{first}"
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -173,7 +178,8 @@ def aligned(curve_RxE: np.ndarray, eval_step_E: np.ndarray, s99: np.ndarray) -> 
 def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.ndarray, title: str, pdir: Path,
             name: str) -> list[Path]:
     """measures_<name>.png (median and 10–90% band against steps) and measures_aligned_<name>.png (against
-    step - s99), one panel per scalar measure; fourier_spectrum_<name>.png (median spectrum over time)."""
+    step - s99), one panel per scalar measure; fourier_spectrum_<name>.png (each run's spectrum sorted largest
+    first as a share of its total, median over runs, against steps)."""
     keys = scalar_measures(curves)
     paths = []
     if not keys:
@@ -201,13 +207,19 @@ def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.
         path = pdir / f"measures_{'aligned_' if kind == 'aligned' else ''}{plots._safe(name)}.png"
         paths.append(plots._save(fig, path))
     if "fourier_spectrum" in curves:
-        spec = plots._quiet(np.nanmedian, curves["fourier_spectrum"], axis=0)  # [E, F]
+        # runs use different key frequencies, so the median is taken over each run's spectrum sorted largest
+        # first, as a share of its own total: how concentrated the spectrum is, whatever the frequencies
+        spec = -np.sort(-curves["fourier_spectrum"], axis=2)
+        with np.errstate(all="ignore"):
+            spec = spec / spec.sum(axis=2, keepdims=True)
+        spec = plots._quiet(np.nanmedian, spec, axis=0)  # [E, F]
         fig = plots._figure(7, 3.6)
         ax = fig.add_subplot()
         F = spec.shape[1]
         im = ax.imshow(spec.T, aspect="auto", origin="lower", interpolation="nearest",
                        extent=(eval_step_E[0], eval_step_E[-1], 0.5, F + 0.5))
-        fig.colorbar(im, ax=ax, label="median embedding norm")
-        ax.set(xlabel="update step", ylabel="frequency k", title=f"{title}: Fourier spectrum of the embedding")
+        fig.colorbar(im, ax=ax, label="share of the run's spectrum (median)")
+        ax.set(xlabel="update step", ylabel="rank of frequency (1 = largest)",
+               title=f"{title}: embedding Fourier spectrum, sorted per run")
         paths.append(plots._save(fig, pdir / f"fourier_spectrum_{plots._safe(name)}.png"))
     return paths
