@@ -1,13 +1,14 @@
 """``python -m jgrok.analyze OUT``: why some seeds grok faster, from a finished scan -> OUT/analysis/report.md.
 
-    python -m jgrok.analyze runs/grid                         seed grids, super seeds, variance, spikes, Fourier
+    python -m jgrok.analyze runs/grid                         seed grids, super seeds, variance, spikes, and the
+                                                              progress measures of a scan made with --measures
     python -m jgrok.analyze runs/grid --chaos auto --perturbations 8     + the chaos floor (re-trains runs)
     python -m jgrok.analyze runs/grid --attribute 17 402 --data-seeds 0:4  + layer attribution with chimeras
 
 Tables go to OUT/analysis/tables/*.csv, figures to OUT/analysis/plots/*.png, and the report links both. The
 analyses that train (``--chaos``, ``--attribute``) keep their results in OUT/analysis/chaos.csv and chimera.csv,
 which later calls include in the report; training them again needs ``--overwrite``. Every definition is in the
-docstrings of jgrok.analysis.seeds, variance, spikes, chaos, chimera and fourier.
+docstrings of jgrok.analysis.seeds, variance, spikes, chaos, chimera, progress and fourier.
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--perturbations", default="8", help="one-ulp perturbations per chaos run (default 8)")
     a("--attribute", nargs=2, metavar=("FAST_RUN", "SLOW_RUN"), help="layer attribution with chimeras of two runs")
     a("--data-seeds", help="data seeds for the chimeras (A:B or comma list; default: the two runs' own)")
-    a("--fourier-runs", default="auto", help="runs for the modular-addition progress measures: ids, 'auto' (up to "
-                                             "8 spread over the speed ranking), 'all' or 'none'")
-    a("--key-freqs", default="5", help="number of key frequencies (default 5)")
+    a("--fourier-runs", default="auto", help="runs whose final Fourier spectrum is shown (scans with --measures "
+                                             "fourier): ids, 'auto' (up to 8 spread over the speed ranking), 'all' "
+                                             "or 'none'")
     a("--overwrite", action="store_true", help="re-train chaos/chimera runs whose results already exist")
     a("--quiet", action="store_true", help="no progress bars")
     return p
@@ -95,7 +96,6 @@ def _main(argv) -> int:
                               min_jump=_float("--spike-min", args.spike_min, 0),
                               horizon=_int("--spike-horizon", args.spike_horizon, 1), curve=args.spike_curve)
     K = _int("--perturbations", args.perturbations, 1)
-    n_key = _int("--key-freqs", args.key_freqs, 1)
     attribute = [_int("--attribute", v, 0) for v in args.attribute] if args.attribute else None
     data_seeds = _ids("--data-seeds", args.data_seeds) if args.data_seeds else None
     if data_seeds is not None and attribute is None:
@@ -106,7 +106,7 @@ def _main(argv) -> int:
     from jgrok.analysis import run
 
     path = run.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
-                       attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs, n_key=n_key,
+                       attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
                        overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {path}")
     return 0

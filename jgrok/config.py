@@ -107,6 +107,7 @@ class TrainConfig:
     eval_every_epochs: int = 0
     stop_when: str = ""  # stop rule "<eval metric><op><number>", e.g. "val_acc>0.99"; "" = train the full budget
     patience: int = 1  # consecutive evaluations that must meet the stop rule before a run stops
+    measures: str = ""  # progress measures evaluated for every run: comma list of fourier, logits (jgrok.measures)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -615,6 +616,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError("Task 'mheight' is a regression (mean squared error); leave train.loss and "
                           "train.softmax_precision at their defaults.")
     parse_stop_rule(tr.stop_when)
+    from jgrok import measures
+
+    measures.check(tr.measures, tasks, m.kind, t.p)
     if tr.patience < 1:
         raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
     e = cfg.engine

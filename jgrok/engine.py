@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgrok import grid as grid_mod
-from jgrok import train
+from jgrok import measures, train
 from jgrok.errors import ConfigError
 
 
@@ -69,7 +69,7 @@ def per_run_bytes(prog: train.Program) -> int:
         per_example = 2 * prog.n_vocab + 3 * sum(m.hidden) + 2 * prog.n_out
     batch = prog.n_train if tr.sampling == "full" else tr.batch_size
     acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
-    return 4 * (slots * P + acts + prog.n_pairs)
+    return 4 * (slots * P + acts + prog.n_pairs) + measures.extra_bytes(prog, per_example)
 
 
 def _abstract_wave(prog: train.Program, W: int):
@@ -332,7 +332,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     steps_e = eval_steps(total, every)
     E = len(steps_e)
     keys = train.eval_keys(prog)
-    host = {f"eval/{k}": np.full((R, E), np.nan, np.float32) for k in keys}
+    host = {f"eval/{k}": np.full((R, E) + shape, np.nan, np.float32) for k, shape in train.eval_shapes(prog).items()}
     host["step_loss"] = np.full((R, total), np.nan, np.float32)
     host["step_acc"] = np.full((R, total), np.nan, np.float32)
     host["run"] = np.array([r["run"] for r in rows], np.int64)
@@ -433,8 +433,8 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             if rows_here:
                 cols = [eval_pos[step0 + i] for i in rows_here]
                 for k in keys:
-                    vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n]
-                    evals[k][np.ix_(idx, cols)] = vals.T
+                    vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n, ...]
+                    evals[k][np.ix_(idx, cols)] = vals.swapaxes(0, 1)
             g["alive"] = mask_ended(g, step0, step0 + n_here)
             n_alive += int(g["alive"].sum())
         done = step0 + n_here

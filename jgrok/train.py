@@ -15,6 +15,7 @@ Definitions of what a chunk reports, per lane:
   val_loss/acc     mean over the full validation split, after the update, at eval steps
   train_full_*     the same on the full training split (``train.eval_train``)
   weight_norm      global L2 norm of all parameters; ``norm/<group>`` the L2 norm of one layer group
+  measures         the progress measures of ``train.measures`` (logit_max, fourier_gini, ...): see jgrok.measures
 Regression programs (``kind == "regress"``, task mheight): the loss is the mean squared error of the predicted
 log2 h (no accuracy: ``acc`` is NaN and there is no ``val_acc``), and the split draws codes per group (see
 :func:`regression_perm`); sampling, optimiser, divergence and everything else are shared with classification.
@@ -37,6 +38,7 @@ import numpy as np
 from flax import nnx
 
 from jgrok import init as init_mod
+from jgrok import measures as measures_mod
 from jgrok import optim
 from jgrok.models import mlp, resnet, transformer
 
@@ -327,6 +329,7 @@ def evaluate(prog: Program, data, state: RunState) -> dict:
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
     out["weight_norm"] = global_norm(state.params)
     out.update(group_norms(prog, state.params))
+    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x), state.params, state.perm, data))
     return out
 
 
@@ -336,7 +339,12 @@ def eval_keys(prog: Program) -> list[str]:
         keys += ["train_full_loss", "train_full_acc"]
     if prog.kind == "regress":
         keys = [k for k in keys if not k.endswith("_acc")]
-    return keys + ["weight_norm"] + [f"norm/{g}" for g in prog.groups]
+    return keys + ["weight_norm"] + [f"norm/{g}" for g in prog.groups] + measures_mod.keys(prog)
+
+
+def eval_shapes(prog: Program) -> dict[str, tuple[int, ...]]:
+    """Trailing shape of every evaluation key (after runs and evaluations): () but for a measure's spectrum."""
+    return {k: () for k in eval_keys(prog)} | measures_mod.shapes(prog)
 
 
 def make_init(prog: Program):
@@ -354,7 +362,7 @@ def stop_rule(prog: Program):
     if rule is None:
         return None
     metric, op, value = rule
-    keys = eval_keys(prog)
+    keys = [k for k in eval_keys(prog) if k not in measures_mod.SPECTRA]
     if metric not in keys:
         raise ConfigError(f"--stop-when metric '{metric}' is not evaluated in this scan; use one of {', '.join(keys)}.")
     t = np.float32(value)
@@ -384,7 +392,7 @@ def chunk_fn(prog: Program, K: int):
     unbatched scalars, so neither the evaluation cadence nor the budget changes the compiled training program:
     a run's trained parameters are the same whatever ``eval_every`` is.
     """
-    keys = eval_keys(prog)
+    keys, shapes = eval_keys(prog), eval_shapes(prog)
     precision = PRECISION[prog.cfg.train.precision]
     rule, patience = stop_rule(prog), prog.cfg.train.patience
 
@@ -410,7 +418,8 @@ def chunk_fn(prog: Program, K: int):
                     ev = jax.vmap(lambda si: evaluate(prog, data, si))(s)
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
-                evals = jax.lax.cond(do_eval, run_eval, lambda s: {k: nan for k in keys}, state)
+                none = {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) if shapes[k] else nan for k in keys}
+                evals = jax.lax.cond(do_eval, run_eval, lambda s: none, state)
                 if rule is not None:
                     metric, op, t = rule
                     live = do_eval & state.alive

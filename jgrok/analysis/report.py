@@ -8,8 +8,10 @@ Figures (per group ``<g>`` = task and non-seed axis values):
   spikes_examples.png    a few runs around their largest training-loss spikes: train and val loss, weight norms
   spikes_aligned.png     val loss and weight norm around every spike onset, relative to the point before it
   chimera_effects.png    main effects of the layer groups (ln steps; negative: the fast run's group speeds up)
-  fourier_<step>.png     per run: embedding Fourier norms; and progress measures against steps when several
-                         checkpoints exist (fourier_progress.png)
+  measures_<g>.png       each progress measure's median and 10-90% band across runs against steps
+  measures_aligned_<g>.png  the same against step - step_val_acc_99 (jgrok.analysis.progress)
+  fourier_spectrum_<g>.png  median Fourier spectrum of the embedding over time
+  fourier_norms.png      final embedding Fourier spectrum of the chosen runs (jgrok.analysis.fourier)
 """
 
 from __future__ import annotations
@@ -295,38 +297,26 @@ def chimera_section(ch: dict, budget: int, tdir: Path, pdir: Path) -> tuple[list
     return md, [plots._save(fig, pdir / "chimera_effects.png")]
 
 
-# ------------------------------------------------------------------------------------------------ Fourier
+# ------------------------------------------------------------------------------------------------ progress measures
 
-def fourier_section(fr: list[dict], pdir: Path, tdir: Path) -> tuple[list[str], list[Path]]:
-    head = ["run", "step", "key frequencies", "restricted loss", "excluded loss", "train loss", "loss (all pairs)"]
-    body = [[r["run"], r["step"], " ".join(map(str, r["keys"])), num(r["restricted_loss"]), num(r["excluded_loss"]),
-             num(r["train_loss"]), num(r["loss"])] for r in fr]
+def progress_section(g: str, rows: list[dict], verdict: str, tdir: Path) -> list[str]:
+    """The "what moves first" table of one group (definitions: jgrok.analysis.progress)."""
+    head = ["curve", "runs that moved", "median crossing step", "median lead over step_val_acc_99",
+            "Spearman rho with steps to 99% (95% CI, n)", "early R² of ln steps (n)"]
+    body = [[("(reference) " if d["reference"] else "") + d["measure"], f"{d['moved']}/{d['runs']}",
+             num(d["median_cross"], "{:.0f}"), num(d["median_lead"], "{:.0f}"),
+             f"{num(d['rho'], '{:.2f}')} ({num(d['rho_lo'], '{:.2f}')} to {num(d['rho_hi'], '{:.2f}')}, "
+             f"{d['n_rho']})", f"{num(d['r2'], '{:.2f}')} ({d['n_r2']})"] for d in rows]
+    write_csv(tdir / f"progress_{_safe(g)}.csv", head, body)
+    early = rows[0]["early_step"] if rows else 0
+    return [f"### {g}", "", f"Early values: at step {early}. {verdict}", "", table(head, body), ""]
+
+
+def fourier_table(run_ids, spectra, keys, curves_last: dict, tdir: Path) -> list[str]:
+    """Per chosen run: key frequencies of the final spectrum and the last values of the fourier curves."""
+    head = ["run", "key frequencies (largest first)", "Gini", "restricted loss", "excluded loss"]
+    body = [[rid, " ".join(map(str, k)) or "–", num(curves_last["fourier_gini"][i]),
+             num(curves_last["restricted_loss"][i]), num(curves_last["excluded_loss"][i])]
+            for i, (rid, k) in enumerate(zip(run_ids, keys))]
     write_csv(tdir / "fourier.csv", head, body)
-    last = max(r["step"] for r in fr)
-    md = [table(head, [b for b, r in zip(body, fr) if r["step"] == last]), ""]
-    paths = []
-    fig = plots._figure(8, 3.8)
-    ax = fig.add_subplot()
-    for r in [r for r in fr if r["step"] == last][:8]:
-        ax.plot(np.arange(1, len(r["norms"]) + 1), r["norms"], lw=0.9, label=f"run {r['run']}")
-    ax.set(xlabel="frequency k", ylabel="norm of embedding Fourier component", title=f"embedding at step {last}")
-    ax.grid(alpha=0.3)
-    plots._legend(ax, min(len(fr), 8))
-    paths.append(plots._save(fig, pdir / "fourier_norms.png"))
-    steps = sorted({r["step"] for r in fr})
-    if len(steps) > 1:
-        fig = plots._figure(9, 3.8)
-        for j, key in enumerate(("restricted_loss", "excluded_loss")):
-            ax = fig.add_subplot(1, 2, j + 1)
-            for run in dict.fromkeys(r["run"] for r in fr):
-                pts = sorted((r["step"], r[key]) for r in fr if r["run"] == run)
-                ax.plot(*zip(*pts), "o-", ms=3, lw=0.8, label=f"run {run}")
-            ax.set(xlabel="update step", ylabel=key.replace("_", " "), yscale="log")
-            ax.grid(alpha=0.3)
-        plots._legend(ax, len({r['run'] for r in fr}))
-        paths.append(plots._save(fig, pdir / "fourier_progress.png"))
-    else:
-        md += [f"Only the checkpoint at step {last} exists, so the measures are not plotted against steps; "
-               "scan with --checkpoint-every to keep more (the checkpoint manager keeps the newest two).", ""]
-    return md, paths
-
+    return [table(head, body), ""]

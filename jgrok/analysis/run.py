@@ -9,10 +9,13 @@ import numpy as np
 from jgrok import plots
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
+from jgrok.analysis import fourier
+from jgrok.analysis import progress as progress_mod
 from jgrok.analysis import report as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
 from jgrok.analysis import variants as variants_mod
 from jgrok.errors import ConfigError
+from jgrok.io.results import last_finite
 
 
 def _plan_chaos(out, spec, K, overwrite, first_group):
@@ -52,12 +55,12 @@ def _plan_chimera(out, attribute, data_seeds, overwrite):
     return path, cfg, chimera_mod.chimera_rows(fast, slow, groups, data), groups, same, fast, slow, W
 
 
-def _fourier_runs(spec, rows, scan_rows):
-    ids = {r["run"] for r in scan_rows}
+def _fourier_runs(spec, rows):
+    ids = {r["run"] for r in rows}
     if spec == "all":
         return sorted(ids)
     if spec == "auto":
-        by_speed = sorted(scan_rows, key=lambda r: (r["step_val_acc_99"], r["run"]))
+        by_speed = sorted(rows, key=lambda r: (r["step_val_acc_99"], r["run"]))
         pick = np.unique(np.linspace(0, len(by_speed) - 1, min(8, len(by_speed))).round().astype(int))
         return [by_speed[i]["run"] for i in pick]
     from jgrok.scan import parse_values
@@ -70,7 +73,7 @@ def _fourier_runs(spec, rows, scan_rows):
 
 
 def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=None, data_seeds=None,
-            fourier_runs="auto", n_key=5, overwrite=False, progress=True) -> Path:
+            fourier_runs="auto", overwrite=False, progress=True) -> Path:
     out = scan.out
     adir, tdir, pdir = out / "analysis", out / "analysis" / "tables", out / "analysis" / "plots"
     rows, budget = scan.rows, scan.budget
@@ -87,10 +90,9 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
     # check what will be trained before training anything
     chaos_plan = _plan_chaos(out, chaos, K, overwrite, next(iter(layouts.values()))) if chaos else None
     chim_plan = _plan_chimera(out, attribute, data_seeds, overwrite) if attribute else None
-    tasks = {str(r["task"]) for r in rows}
-    if fourier_runs not in ("auto", "none") and "x_plus_y" not in tasks:
-        raise ConfigError("--fourier-runs needs a scan of the x_plus_y task (the progress measures are defined for "
-                          "modular addition).")
+    if fourier_runs not in ("auto", "none") and not fourier.has_curves(scan.curves):
+        raise ConfigError("--fourier-runs needs a scan made with --measures fourier (this one has no Fourier "
+                          "curves); scan again with it.")
     for d in (tdir, pdir):
         d.mkdir(parents=True, exist_ok=True)
 
@@ -188,28 +190,44 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         head.append(f"- layer attribution: the fast run's {best['groups'][0]} has the largest speed-up "
                     f"(x{best['factor']:.2f} steps)")
 
-    # progress measures
-    if fourier_runs != "none":
-        body += ["## Progress measures for modular addition (Nanda et al. 2023)", ""]
-        if "x_plus_y" not in tasks:
-            body += ["Defined for the x_plus_y task only; this scan has none.", ""]
-        elif not (out / "checkpoints").is_dir():
-            body += ["The scan kept no checkpoints, so there are no parameters to measure.", ""]
-        else:
-            cfg, all_rows, _ = retrain.scan_config(out)
-            ids = _fourier_runs(fourier_runs, all_rows, [r for r in rows if str(r["task"]) == "x_plus_y"])
-            from jgrok.analysis import fourier
-
-            fr = fourier.checkpoint_measures(out, cfg, all_rows, ids, n_key)
-            if fr:
-                body += [f"Key frequencies: the {n_key} largest Fourier components of the number-token embedding. "
-                         "Restricted loss: logits projected onto the key-frequency directions cos/sin(w(a+b-c)), all "
-                         "pairs; excluded loss: key-frequency components cos/sin(w(a+b)) removed, training pairs "
+    # progress measures, read from the curves (train.measures)
+    body += ["## Progress measures", ""]
+    if not progress_mod.scalar_measures(scan.curves):
+        body += ["This scan evaluated no progress measures; scan again with --measures fourier,logits (a run's "
+                 "training does not depend on its measures, so the same runs come back with the curves).", ""]
+    else:
+        body += [f"Measures: jgrok.measures (formulas in its docstring and the README). Crossing step = first eval "
+                 f"step at which a curve has covered {progress_mod.CROSS_SHARE:.0%} of its change from the first to "
+                 f"the last evaluation; lead = step_val_acc_99 - crossing step; Spearman rho over the runs that "
+                 f"reached 99% val acc, 95% percentile bootstrap ({B} resamples, default_rng({bseed})); early R² = "
+                 f"leave-one-out share of the variance of ln(steps to 99%) explained by a line in the value at "
+                 f"{progress_mod.EARLY_SHARE:.0%} of the budget (jgrok.analysis.progress). Reference curves are the "
+                 "scan's own.", ""]
+        for (task, label), idx in by_group.items():
+            g = f"{task}, {label}" if (multi_task or label != "all runs") else task
+            curves = {k: v[idx] for k, v in scan.curves.items()}
+            tab = progress_mod.what_moves_first(curves, scan.eval_step_E, steps99[idx], reached[idx], budget, B,
+                                                bseed)
+            verdict = progress_mod.verdict(tab, int(reached[idx].sum()))
+            body += rep.progress_section(g, tab, verdict, tdir)
+            figs = progress_mod.figures(curves, scan.eval_step_E, steps99[idx], reached[idx], g, pdir, g)
+            body += [f"![{p.stem}](plots/{p.name})" for p in figs] + [""]
+            head.append(f"- progress measures ({g}): {verdict}")
+        if fourier.has_curves(scan.curves):
+            ids = _fourier_runs(fourier_runs, rows) if fourier_runs != "none" else []
+            if ids:
+                pos = {r["run"]: i for i, r in enumerate(rows)}
+                sel = [pos[r] for r in ids]
+                spectra = fourier.final_spectra(scan.curves)[sel]
+                last = {k: last_finite(scan.curves[k][sel]) for k in ("fourier_gini", "restricted_loss",
+                                                                       "excluded_loss")}
+                body += ["### Fourier spectra of chosen runs", "",
+                         f"Key frequencies: the smallest set holding {fourier.measures.KEY_SHARE:.0%} of the "
+                         "squared spectrum of the number-token embedding at the run's last evaluation "
                          "(jgrok.analysis.fourier).", ""]
-                md, figs = rep.fourier_section(fr, pdir, tdir)
-                body += md + [f"![{p.stem}](plots/{p.name})" for p in figs] + [""]
-            else:
-                body += ["No checkpoint holds the chosen runs.", ""]
+                body += rep.fourier_table(ids, spectra, [fourier.key_frequencies(s) for s in spectra], last, tdir)
+                p = fourier.spectrum_figure(spectra, ids, pdir / "fourier_norms.png")
+                body += [f"![{p.stem}](plots/{p.name})", ""]
 
     md = [f"# jgrok analysis: {out.name}", "", f"{len(rows)} runs, budget {budget} updates, evaluated at "
           f"{len(scan.eval_step_E)} steps. Tables: [tables/](tables/); figures: [plots/](plots/).", "",

@@ -72,7 +72,7 @@ def _like(leaves, host, prog, R):
 
     total = prog.cfg.train.steps
     E = len(engine.eval_steps(total, prog.cfg.train.eval_every))
-    h = {f"eval/{k}": np.zeros((R, E), np.float32) for k in train.eval_keys(prog)}
+    h = {f"eval/{k}": np.zeros((R, E) + shape, np.float32) for k, shape in train.eval_shapes(prog).items()}
     h["step_loss"] = np.zeros((R, total), np.float32)
     h["step_acc"] = np.zeros((R, total), np.float32)
     h.update(host)

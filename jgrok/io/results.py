@@ -2,8 +2,9 @@
 
 OUT/config.yaml      the resolved config; ``engine.wave_size`` and ``lanes`` hold the lane width W actually used
 OUT/metrics.npz      ``run`` [R], ``eval_step`` [E], per-run curves [R, E] (train_loss, train_acc, val_loss,
-                     val_acc, weight_norm, norm/<group>, optional train_full_*), ``step_loss`` / ``step_acc``
-                     [R, S] per update. NaN after a run diverged.
+                     val_acc, weight_norm, norm/<group>, optional train_full_*, and the progress measures of
+                     ``train.measures``, jgrok.measures; ``fourier_spectrum`` is [R, E, F]), ``step_loss`` /
+                     ``step_acc`` [R, S] per update. NaN after a run diverged.
 OUT/summary.csv      one row per run (see SUMMARY_COLUMNS)
 OUT/final_info.json  the AI-Scientist format, one block per task and group of varying axes
 

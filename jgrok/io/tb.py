@@ -14,10 +14,11 @@ Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or c
                                  step) and the last values of the val acc, val loss, train acc and weight norm curves.
 
 Tags (metric of metrics.npz -> tag): train_acc -> accuracy/train, val_acc -> accuracy/val, train_loss -> loss/train,
-val_loss -> loss/val, weight_norm -> weight_norm. train_* = mean over the updates since the previous evaluation;
-val_* = the full validation split; weight_norm = global L2 norm of the parameters. TensorBoard sections follow the
-first part of a tag, so accuracy and loss come first: the chart ``accuracy/val`` has one line per chosen run,
-``accuracy/val/median`` one line per group.
+val_loss -> loss/val, weight_norm -> weight_norm, and every scalar progress measure (``train.measures``,
+jgrok.measures) -> measures/<key>, e.g. measures/restricted_loss. train_* = mean over the updates since the
+previous evaluation; val_* = the full validation split; weight_norm = global L2 norm of the parameters.
+TensorBoard sections follow the first part of a tag, so accuracy and loss come first: the chart ``accuracy/val``
+has one line per chosen run, ``accuracy/val/median`` one line per group.
 
 The engine hands over copies of each chunk's new evaluations and returns at once; a single writer thread computes
 the statistics and writes every event file, so the accelerator never waits for the logs.
@@ -43,6 +44,18 @@ QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
 STEPS_TAG = "steps_to_99_val_acc"
 HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
 SEED_COLUMNS = ("seed", "split_seed", "order_seed")
+
+
+def logged(values: dict) -> list[str]:
+    """The metrics of ``values`` that get TensorBoard scalars: METRICS, then the scalar progress measures."""
+    from jgrok import measures
+
+    scalar = [k for name in measures.NAMES for k in measures.KEYS[name] if k not in measures.SPECTRA]
+    return [k for k in METRICS if k in values] + [k for k in scalar if k in values]
+
+
+def tag(metric: str) -> str:
+    return TAGS.get(metric, f"measures/{metric}")
 
 
 AUTO_RUNS = 16
@@ -162,9 +175,7 @@ class Logger:
             if not idx:
                 continue
             w = self._writer(name, steps[0])
-            for k in METRICS:
-                if k not in finite:  # regression scans have no accuracies
-                    continue
+            for k in logged(finite):  # regression scans have no accuracies
                 x_NxE = finite[k][idx]
                 with warnings.catch_warnings():  # a step where every run has stopped gives NaN and is skipped
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -174,7 +185,7 @@ class Logger:
                 for stat, v_E in stats.items():
                     for step, v in zip(steps, v_E):
                         if np.isfinite(v):
-                            w.add_scalar(f"{TAGS[k]}/{stat}", float(v), step)
+                            w.add_scalar(f"{tag(k)}/{stat}", float(v), step)
             for k in HIST:
                 if k not in finite:
                     continue
@@ -187,12 +198,10 @@ class Logger:
             if run not in pos:
                 continue
             w = self._writer(self.run_name(run), steps[0])
-            for k in METRICS:
-                if k not in finite:
-                    continue
+            for k in logged(finite):
                 for step, v in zip(steps, finite[k][pos[run]]):
                     if np.isfinite(v):
-                        w.add_scalar(TAGS[k], float(v), step)
+                        w.add_scalar(tag(k), float(v), step)
 
     def close(self, summary: list[dict] | None = None) -> None:
         """Wait for the writer thread, add the chosen runs' hparams (given the scan's summary rows) and close."""
