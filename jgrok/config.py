@@ -99,7 +99,6 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32", "tf32", "bf16", "fp64" (the whole run in float64: JAX x64 for that program)
     loss: str = "answer"  # see jgrok.train.LOSSES
     softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.train.log_probs)
-    measures: tuple = ()  # names of extra per-evaluation measures (accepted here; computed where implemented)
     # Counting in epochs (sampling "epochs" only): with epochs > 0 the budget is epochs x updates per epoch
     # (ceil(n_train / batch_size)) and train.steps is not used; with eval_every_epochs > 0 evaluations happen every
     # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
@@ -160,7 +159,7 @@ class Config:
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        for name in _SECTION_CLASSES:  # tuples (model.hidden, train.measures) are written as YAML lists
+        for name in _SECTION_CLASSES:  # tuples (model.hidden) are written as YAML lists
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in out[name].items()}
         out["grid"] = {k: list(v) for k, v in self.grid.items()}
         out["variants"] = {k: {f: list(x) if isinstance(x, tuple) else x for f, x in v.items()}

@@ -7,7 +7,7 @@ Definitions (per run; a cell is ``median [p10, p90]`` over the group's runs that
   train acc, val acc    final_train_acc / final_val_acc of summary.csv (the last finite evaluation)
   softmax collapse      the last finite value of the ``softmax_collapse`` curve: the share of training examples
                         whose float32 softmax probability of the correct class is exactly 1 (the ``logits``
-                        measures, ``train.measures: [logits]``); ``SC peak`` is its largest value over evaluations
+                        measures, ``train.measures: logits``); ``SC peak`` is its largest value over evaluations
   logit max, logit norm the last finite values of the ``logit_max`` and ``logit_norm`` curves (defined with the
                         ``logits`` measures)
 Without those curves in metrics.npz the table has the accuracy columns only.
@@ -95,6 +95,6 @@ def section(scan, tdir: Path | None = None) -> list[str]:
                                                 "(final logit max and norm)" if have else "")
           + " (definitions: jgrok.analysis.variants).", "", rep.table(head, body), ""]
     if not have:
-        md += ["Softmax collapse and logit scale come from the `logits` measures (`train.measures: [logits]`); this "
+        md += ["Softmax collapse and logit scale come from the `logits` measures (`train.measures: logits`); this "
                "scan's metrics.npz has none of their curves.", ""]
     return md
