@@ -71,7 +71,8 @@ def test_ai_scientist_init_study_finishes(tmp_path):
     task is a program of its own that compiles on its own; the lanes of one ran LAPACK kernels side by side)."""
     args = ["--config", "ai_scientist_init_study", "--task", "x_div_y", "--seeds", "0:2", "--steps", "20",
             "--eval-every", "20", "--batch-size", "32", "--set", "task.p=13", "--set", "model.n_layers=1",
-            "--set", "model.d_model=16", "--set", "model.n_heads=2", "--set", "optim.warmup=2", "--out", str(tmp_path / "o"), "--quiet"]
+            "--set", "model.d_model=16", "--set", "model.n_heads=2", "--set", "optim.warmup=2",
+            "--out", str(tmp_path / "o"), "--quiet"]
     p = scan_subprocess(args, HANG_TIMEOUT_S)
     assert "12 runs" in p.stdout and "Lane width W = 12" in p.stdout, p.stdout
 
