@@ -61,6 +61,7 @@ class ModelConfig:
     bias: bool = True
     causal: bool = True
     head_bias: bool = True  # the output layer has a bias (when model.bias is also true)
+    attn_bias: bool = True  # the attention projections have biases (when model.bias is also true)
     width: int = 64  # resnet: hidden width
     blocks: int = 5  # resnet: residual blocks
     output: str = "h"  # resnet: "h" (h = 1 + softplus(z)) or "log2h" (log2 h = softplus(z)); see jgrok.models.resnet

@@ -72,8 +72,8 @@ def test_vocabularies():
     assert a.min() == 1 and a.max() == 7 and (t.inputs[:, 1] == 16).all() and (t.inputs[:, 3] == 15).all()
     np.testing.assert_array_equal(t.targets - 7, np.fmod(a - b, 7))
     assert (t.targets - 7).min() == -6
-    n = algorithmic.build("x_plus_y", config.TaskConfig(p=5, vocab="nanda"))  # [a, b, =], p classes
-    assert n.inputs.shape == (25, 3) and (n.inputs[:, 2] == 5).all() and (n.n_vocab, n.n_out) == (6, 5)
+    n = algorithmic.build("x_plus_y", config.TaskConfig(p=5, vocab="nanda"))  # [a, b, =], p + 1 outputs
+    assert n.inputs.shape == (25, 3) and (n.inputs[:, 2] == 5).all() and (n.n_vocab, n.n_out) == (6, 6)
     np.testing.assert_array_equal(n.targets, (n.inputs[:, 0] + n.inputs[:, 1]) % 5)
 
 

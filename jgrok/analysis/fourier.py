@@ -7,7 +7,8 @@ L[a, b, c] the model's logit for class c on input ``a + b =``, for all p^2 pairs
   Fourier basis      over Z_p: the constant 1/sqrt(p) and, per frequency k, sqrt(2/p) cos(w_k x) and
                      sqrt(2/p) sin(w_k x) (orthonormal; for even p also cos(pi x)/sqrt(p))
   embedding norms    for each k, the L2 norm of the embedding's k-th Fourier component: with E[x, :] the token
-                     embedding of number x (token x + 2), sqrt(|C_k E|^2 + |S_k E|^2), C_k and S_k the basis rows
+                     embedding of number x (token x + 2 in the template's vocabulary; the task.vocab's token of x
+                     in general), sqrt(|C_k E|^2 + |S_k E|^2), C_k and S_k the basis rows
   key frequencies    the ``n_key`` frequencies with the largest embedding norms
   restricted loss    cross-entropy over all p^2 pairs of the logits projected onto the key-frequency directions
                      cos(w_k (a + b - c)) and sin(w_k (a + b - c)) of the (a, b, c) cube (orthogonal projection;
@@ -16,6 +17,8 @@ L[a, b, c] the model's logit for class c on input ``a + b =``, for all p^2 pairs
                      components along cos(w_k (a + b)) and sin(w_k (a + b)) (over the (a, b) plane) removed for
                      every key k. High when the model relies on the key frequencies rather than memorisation.
   train loss, loss   cross-entropy of the unmodified logits on the training pairs and on all pairs
+Where the output layer scores every token (task.vocab grokfast, nanda), only the p logits of the numbers enter
+(the paper's analysis drops the "=" logit the same way).
 
 Only defined for ``x_plus_y`` (whose table lists every pair a-major, b in 0 .. p-1).
 """
@@ -96,14 +99,18 @@ def make_run_measures(prog, n_key: int):
     program of the x_plus_y task; ``perm`` is the run's split permutation (first n_train = training pairs)."""
     from jgrok import train
 
+    from jgrok.tasks import algorithmic
+
     p = prog.cfg.task.p
+    voc = algorithmic.vocab(prog.cfg.task.vocab, p)
     tokens = np.stack(np.meshgrid(np.arange(p), np.arange(p), indexing="ij"), -1).reshape(-1, 2)
-    inputs = jnp.asarray(np.stack([tokens[:, 0] + 2, np.zeros(p * p), tokens[:, 1] + 2, np.ones(p * p)], 1), jnp.int32)
+    inputs = jnp.asarray(voc.inputs(tokens[:, 0], tokens[:, 1]), jnp.int32)
+    first = voc.offset if voc.full_output else 0  # the logit of number c
 
     def one(params, perm):
-        L = train.apply(prog, params, inputs).reshape(p, p, -1)
+        L = train.apply(prog, params, inputs)[:, first:first + p].reshape(p, p, p)
         mask = jnp.zeros(p * p).at[perm[:prog.n_train]].set(1.0).reshape(p, p)
-        norms = embedding_norms(params["tok_emb"]["embedding"][2:p + 2], p)
+        norms = embedding_norms(params["tok_emb"]["embedding"][voc.offset:voc.offset + p], p)
         keys = key_frequencies(norms, n_key)
         return dict(norms=norms, keys=keys, **measures(L, keys, mask))
 
@@ -136,7 +143,7 @@ def checkpoint_measures(out, cfg, rows: list[dict], run_ids: list[int], n_key: i
     for i, (prog, table, members) in enumerate(grid.programs(cfg, rows)):
         ids = [r["run"] for r in members]
         want = [j for j, rid in enumerate(ids) if rid in set(run_ids)]
-        if prog.cfg.task.name != "x_plus_y" or not want:
+        if prog.cfg.task.name != "x_plus_y" or prog.cfg.task.vocab == "signed" or not want:
             continue
         mngr = checkpoint.manager(Path(out), i)
         init_fn, _ = engine._compiled(prog, 1)

@@ -85,7 +85,7 @@ class Block(nnx.Module):
     def __init__(self, cfg, rngs: nnx.Rngs):
         d, f = cfg.d_model, cfg.d_model * cfg.mlp_ratio
         self.norm, self.act = cfg.norm, _act(cfg.activation)
-        self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias, rngs)
+        self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias and cfg.attn_bias, rngs)
         self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias, rngs=rngs)
         self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias, rngs=rngs)
         if cfg.norm != "none":

@@ -16,7 +16,8 @@ Other sources write the same table with other tokens (``task.vocab``, see :data:
 (``main.py``) puts the numbers first, ``"="`` = p and ``"o"`` = p + 1, and its output layer scores every one of the
 p + 2 tokens; the Julia/Flux reproduction (``signed``) takes operands 1..p, computes ``c`` with Julia's ``%``
 (the remainder with the sign of the dividend, so x - y can be negative) and writes numbers -p..p; Nanda et al.
-(``nanda``) write ``[a, b, "="]`` with no operator token. Modular tasks only, for the non-template vocabularies.
+(``nanda``, progress-measures-paper ``transformers.py``) write ``[a, b, "="]`` with no operator token
+and "=" = p. Modular tasks only, for the non-template vocabularies.
 
 Tables are built once with NumPy; nothing here runs at train time.
 """
@@ -107,8 +108,8 @@ def vocab(name: str, n_elems: int) -> Vocab:
         return Vocab(name, offset=0, op=p + 1, eq=p, size=p + 2, full_output=True)
     if name == "signed":  # numbers -p..p (2p + 1 tokens), then "=" and "o": 2p + 3 tokens (197 for p = 97)
         return Vocab(name, offset=p, op=2 * p + 2, eq=2 * p + 1, size=2 * p + 3, full_output=True, signed=True)
-    if name == "nanda":  # elements, then "=" = p; no operator token; p output classes
-        return Vocab(name, offset=0, op=None, eq=p, size=p + 1, full_output=False)
+    if name == "nanda":  # elements, then "=" = p; no operator token; the unembedding scores all p + 1 tokens
+        return Vocab(name, offset=0, op=None, eq=p, size=p + 1, full_output=True)
     raise ConfigError(f"task.vocab '{name}' is unknown; use one of {', '.join(VOCABS)}.")
 
 
