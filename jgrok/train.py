@@ -137,7 +137,7 @@ def _xent(logits_BxV, y_B, w_B):
 #   answer    cross-entropy of the answer c at the last position (the template, Grokfast, ...: "seq2val")
 #   sequence  mean next-token cross-entropy over every position of ``a o b = c``: the input positions predict the
 #             next input token and the last one predicts c (the Julia/Flux reproduction's first "seq2seq" loss);
-#             needs an output layer over the whole vocabulary (task.vocab grokfast or signed)
+#             needs an output layer over the whole vocabulary (task.vocab grokfast, signed or nanda)
 LOSSES = ("answer", "sequence")
 
 
