@@ -39,6 +39,10 @@ class TaskConfig:
     data: str = ""  # a .npz from `python -m jgrok.mheight generate`; empty = jgrok's cached dataset of gen_seed
     gen_seed: int = 0  # seed of the cached dataset
     integer: bool = False  # cached dataset with integer P entries (some heights infinite; those are excluded)
+    # how the equations are written as tokens: "template", "grokfast", "signed" (Julia), "nanda";
+    # see jgrok.tasks.algorithmic.VOCABS
+    vocab: str = "template"
+    split: str = "shuffled"  # "shuffled" (the split seed permutes the table) or "ordered" (first pairs in table order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,12 +52,16 @@ class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
     mlp_ratio: int = 4
-    norm: str = "post"  # "post" (template), "pre" or "none"
+    # "post" (template), "pre", "none", or "grokfast": ironjr/grokfast's block x = LN1(x); x = x + attn(x);
+    # x = x + mlp(LN2(x)) (the attention residual adds to the normalised stream)
+    norm: str = "post"
     activation: str = "gelu"  # "gelu" (exact, as torch.nn.GELU) or "relu"
     n_positions: int = 5  # rows of the learned position table (the template has 5 for 4 tokens)
     final_ln: bool = True
     bias: bool = True
     causal: bool = True
+    head_bias: bool = True  # the output layer has a bias (when model.bias is also true)
+    attn_bias: bool = True  # the attention projections have biases (when model.bias is also true)
     width: int = 64  # resnet: hidden width
     blocks: int = 5  # resnet: residual blocks
     output: str = "h"  # resnet: "h" (h = 1 + softplus(z)) or "log2h" (log2 h = softplus(z)); see jgrok.models.resnet
@@ -107,6 +115,8 @@ class TrainConfig:
     stop_when: str = ""  # stop rule "<eval metric><op><number>", e.g. "val_acc>0.99"; "" = train the full budget
     patience: int = 1  # consecutive evaluations that must meet the stop rule before a run stops
     measures: str = ""  # progress measures evaluated for every run: comma list of fourier, logits (jgrok.measures)
+    # accuracy thresholds of the "steps to" columns (step_val_acc_99, ...): comma-separated numbers in (0, 1]
+    thresholds: str = "0.99"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -496,6 +506,30 @@ def approx_params(m: ModelConfig, vocab: int = 2**12) -> int:
 _STOP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
+NORMS = ("post", "pre", "none", "grokfast")
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """``train.thresholds`` / ``--threshold``: "0.95,0.99" -> (0.95, 0.99), sorted, each in (0, 1]."""
+    out = []
+    for part in str(text).split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(f"--threshold takes accuracies in (0, 1] separated by commas, e.g. 0.95,0.99, "
+                              f"not '{text}'.") from None
+        if not 0 < value <= 1:
+            raise ConfigError(f"--threshold takes accuracies in (0, 1] separated by commas, e.g. 0.95,0.99, "
+                              f"not '{text}'.")
+        out.append(value)
+    return tuple(sorted(set(out)))
+
+
+def threshold_label(value: float) -> str:
+    """The column suffix of a threshold: 0.99 -> "99", 0.95 -> "95", 0.995 -> "99.5", 1.0 -> "100"."""
+    return f"{value * 100:.10g}"
+
+
 def parse_stop_rule(text: str) -> tuple[str, str, float] | None:
     """``"val_acc>0.99"`` -> ("val_acc", ">", 0.99); "" -> None. The metric is an evaluated curve (val_acc,
     val_loss, weight_norm, ...); the operator is >, <, >= or <=."""
@@ -551,8 +585,8 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
     if m.d_model % m.n_heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads}).")
-    if m.norm not in ("post", "pre", "none"):
-        raise ConfigError(f"model.norm must be 'post', 'pre' or 'none', not '{m.norm}'.")
+    if m.norm not in NORMS:
+        raise ConfigError(f"model.norm must be one of {', '.join(NORMS)}, not '{m.norm}'.")
     if m.activation not in ("gelu", "relu"):
         raise ConfigError(f"model.activation must be 'gelu' or 'relu', not '{m.activation}'.")
     o = cfg.optim
@@ -617,7 +651,18 @@ def validate(cfg: Config) -> None:
     parse_stop_rule(tr.stop_when)
     from jgrok import measures
 
-    measures.check(tr.measures, tasks, m.kind, t.p)
+    measures.check(tr.measures, tasks, m.kind, t.p, t.vocab)
+    parse_thresholds(tr.thresholds)
+    if t.split not in ("shuffled", "ordered"):
+        raise ConfigError(f"task.split must be 'shuffled' or 'ordered', not '{t.split}'.")
+    if tr.loss == "sequence" and regression:
+        raise ConfigError("train.loss 'sequence' is for token tasks; the m-height regression has no sequence.")
+    if tr.loss == "sequence" and m.kind != "transformer":
+        raise ConfigError(f"train.loss 'sequence' needs the transformer (every position's logits); model.kind "
+                          f"'{m.kind}' sees the pair at once.")
+    if tr.loss == "sequence" and not algorithmic.vocab(t.vocab, t.p).full_output:
+        raise ConfigError("train.loss 'sequence' predicts every next token, so the output layer must score every "
+                          "token: set task.vocab to grokfast, signed or nanda.")
     if tr.patience < 1:
         raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
     e = cfg.engine

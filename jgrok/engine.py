@@ -196,7 +196,8 @@ def _compiled(prog: train.Program, K: int):
     CPU: other fusions of the Adam update, results 1 ulp apart), which would make a run's numbers depend on the
     device count."""
     c = prog.cfg
-    traced = dataclasses.replace(c.train, steps=0, eval_every=0)  # both are traced arguments of the chunk
+    # steps and eval_every are traced arguments of the chunk; thresholds only label summary columns
+    traced = dataclasses.replace(c.train, steps=0, eval_every=0, thresholds="")
     init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
     key = (c.task, c.model, c.optim, init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
            prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)

@@ -20,6 +20,9 @@ Embedding ``[V, D]`` has fan_in = D and fan_out = V):
 ``orthogonal``      torch.nn.init.orthogonal_ (gain 1) on the ``[out, in]`` matrix
 ``uniform``         U(-0.1, 0.1)
 ``lecun_normal``    N(0, 1 / fan_in) (not truncated)
+``nanda``           Nanda et al. (2023), progress-measures-paper ``transformers.py``: every weight matrix,
+                    embedding and the attention in-projection N(0, 1 / d_model), the output layer N(0, 1 / V)
+                    (V its outputs), biases zero
 ==================  ===========================================================================================
 
 As in the AI-Scientist init study, a non-default scheme applies to the Linear and Embedding weights and sets the
@@ -41,7 +44,7 @@ import jax
 import jax.numpy as jnp
 
 SCHEMES = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal", "uniform",
-           "lecun_normal")
+           "lecun_normal", "nanda")
 PURPOSE_INIT = 0  # purposes of the per-run keys: see jgrok.train
 
 
@@ -156,6 +159,12 @@ def _draw(key, scheme: str, leaf: Leaf):
         return jnp.ones(shape, jnp.float32)
     if kind in ("ln_bias", "zero_bias"):
         return jnp.zeros(shape, jnp.float32)
+    if scheme == "nanda" and kind in ("embedding", "kernel", "qkv_kernel"):
+        if leaf.group == "head":  # W_U: randn(d_model, d_vocab) / sqrt(d_vocab)
+            return n(shape[1] ** -0.5)
+        # every other matrix is randn / sqrt(d_model); d_model is the smaller side of each (embeddings [V, D] too,
+        # since V >= D is not assumed: their width is the last axis)
+        return n((shape[1] if kind == "embedding" else min(shape)) ** -0.5)
     if kind == "qkv_kernel":  # torch: xavier_uniform on in_proj_weight [3D, D], whatever the scheme
         return u((6.0 / (leaf.fan_in + leaf.fan_out)) ** 0.5)
     if scheme == "default":

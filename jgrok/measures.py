@@ -30,7 +30,7 @@ operands with indices i, j has index t = i + s j mod n (s = +1 for plus / times,
 w_k = 2 pi k / n, frequencies k = 1 .. floor(n/2), u_k(x) = cos(w_k x), v_k(x) = sin(w_k x):
 
   fourier_spectrum  [floor(n/2)] per frequency k, the L2 norm of the number-token embedding's component along
-                    frequency k: with E[i, :] the embedding row of the number with index i (token number + 2),
+                    frequency k: with E[i, :] the embedding row of the number with index i (the token of the number in task.vocab: number + 2 in the template's),
                     sqrt(sum_d (U_k E)_d^2 + (V_k E)_d^2), U_k, V_k the unit-norm vectors u_k / ||u_k||,
                     v_k / ||v_k|| over Z_n (v_k is 0 at the Nyquist frequency k = n/2 of an even n, and dropped)
   fourier_gini      Gini coefficient of the spectrum's values x_1..x_F (F = floor(n/2)):
@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgrok.errors import ConfigError
+from jgrok.tasks import algorithmic
 
 NAMES = ("fourier", "logits")
 KEYS = {
@@ -80,9 +81,12 @@ def parse(text: str) -> tuple[str, ...]:
     return tuple(n for n in NAMES if n in names)
 
 
-def check(text: str, tasks: list[str], model_kind: str, p: int) -> None:
+def check(text: str, tasks: list[str], model_kind: str, p: int, vocab: str = "template") -> None:
     """ConfigError unless every named measure is defined for every task of the scan and its model."""
     names = parse(text)
+    if "fourier" in names and vocab == "signed":
+        raise ConfigError("The fourier measure needs the numbers 0..p-1 as the group's elements; task.vocab 'signed' "
+                          "writes operands 1..p and signed results, so drop 'fourier' from --measures.")
     for task in tasks:
         if "logits" in names and task == "mheight":
             raise ConfigError("The logits measure needs a classification task; task mheight is a regression, so "
@@ -270,9 +274,11 @@ def fourier_measures(prog, apply, params, perm, data) -> dict:
     g = group(prog.cfg.task.name, prog.cfg.task.p)
     rows_P = jnp.asarray(g.row.reshape(-1))
     classes = jnp.asarray(g.number)
-    L_PxC = _in_slices(lambda x: apply(params, x)[:, classes], inputs[rows_P], prog.cfg.train.eval_batch)
+    voc = algorithmic.vocab(prog.cfg.task.vocab, prog.cfg.task.p)  # where the numbers' tokens and logits sit
+    first_logit = voc.offset if voc.full_output else 0
+    L_PxC = _in_slices(lambda x: apply(params, x)[:, classes + first_logit], inputs[rows_P], prog.cfg.train.eval_batch)
     train_rows = jnp.zeros(prog.n_pairs, jnp.float32).at[perm[:prog.n_train]].set(1.0)
-    spec = spectrum(params["tok_emb"]["embedding"][classes + 2].astype(jnp.float32), g)
+    spec = spectrum(params["tok_emb"]["embedding"][classes + voc.offset].astype(jnp.float32), g)
     mask, count = key_mask(spec)
     restricted, excluded = restricted_excluded(L_PxC, mask, train_rows[rows_P], g)
     return {"fourier_gini": gini(spec), "fourier_key_freqs": count.astype(jnp.float32),

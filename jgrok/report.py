@@ -123,6 +123,13 @@ def build_report(out_dir, runs=None) -> Path:
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
+    from jgrok.io import results
+
+    others = {label: results.threshold_lines(members)
+              for label, members in results.by_group(results.read_summary(summary)).items()}
+    if any(others.values()):  # train.thresholds besides 0.99 (same definition: first eval step with val acc > X)
+        md += ["## Steps to the other thresholds", ""] + [f"- {label}: {line}" for label, lines in others.items()
+                                                          for line in lines] + [""]
     from jgrok.analysis import variants
 
     if variants.applies(scan):

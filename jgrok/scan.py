@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--resume", metavar="OUT", help="continue an interrupted scan from its last checkpoint")
     a("--checkpoint-every", help="updates between checkpoints (default: only at the end)")
     a("--stop-when", metavar="RULE", help="stop a run when an evaluated metric meets RULE, e.g. 'val_acc>0.99'")
+    a("--threshold", metavar="ACC[,ACC]", help="accuracy thresholds of the 'steps to' columns, e.g. 0.95,0.99 "
+      "(train.thresholds; 0.99 is always reported)")
     a("--patience", help="consecutive evaluations that must meet --stop-when before a run stops (default 1)")
     a("--measures", help="progress measures evaluated for every run (comma list): fourier, logits; see README")
     a("--coordinator", metavar="HOST:PORT", help="multi-host: jax.distributed coordinator (with --num-processes, "
@@ -116,7 +118,8 @@ AXIS_FLAGS = {  # flag attribute -> grid axis
 FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_runs": "engine.tb_runs",
                "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size",
                "eval_every": "train.eval_every", "precision": "train.precision", "wave_size": "engine.wave_size",
-               "stop_when": "train.stop_when", "patience": "train.patience", "measures": "train.measures"}
+               "stop_when": "train.stop_when", "patience": "train.patience", "measures": "train.measures",
+               "threshold": "train.thresholds"}
 # --epochs counts shuffled epochs instead of updates; applied first, so that --epochs 0 --steps N works
 FIELD_FLAGS = {"epochs": "train.epochs", **FIELD_FLAGS}
 

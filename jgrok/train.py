@@ -11,7 +11,8 @@ Randomness, split by purpose so that nothing consumes another purpose's keys (ev
   order  ``fold_in(fold_in(key(order_seed), 2), s)`` the batch of update s (or of epoch s, for shuffled epochs)
 
 Definitions of what a chunk reports, per lane:
-  loss, acc        cross-entropy and accuracy of the training batch at each update, before the update
+  loss, acc        the training loss (``train.loss``, see LOSSES) and the accuracy on the answer of the training
+                   batch at each update, before the update
   val_loss/acc     mean over the full validation split, after the update, at eval steps
   train_full_*     the same on the full training split (``train.eval_train``)
   weight_norm      global L2 norm of all parameters; ``norm/<group>`` the L2 norm of one layer group
@@ -45,10 +46,16 @@ from jgrok.models import mlp, resnet, transformer
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 EVAL_KEYS = ("val_loss", "val_acc", "weight_norm")
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
-# train.loss: "answer" = cross-entropy of the softmax of the answer logits; "stablemax" = cross-entropy of StableMax
-# (Prieto et al. 2025), see log_probs. train.softmax_precision: the float width (16, 32, 64) in which either is
-# computed from the logits; the gradient flows back through that dtype into the model's own.
-LOSSES = ("answer", "stablemax")
+# train.loss, the objective of a classification run (accuracy, val_loss and every "steps to" stay on the answer):
+#   answer     cross-entropy of the softmax of the answer logits at the last position (the template, Grokfast, ...:
+#              "seq2val")
+#   sequence   mean next-token cross-entropy over every position of ``a o b = c``: the input positions predict the
+#              next input token and the last one predicts c (the Julia/Flux reproduction's first "seq2seq" loss);
+#              needs an output layer over the whole vocabulary (task.vocab grokfast, signed or nanda)
+#   stablemax  cross-entropy of StableMax (Prieto et al. 2025) of the answer logits, see log_probs
+# train.softmax_precision: the float width (16, 32, 64) in which each is computed from the logits; the gradient
+# flows back through that dtype into the model's own.
+LOSSES = ("answer", "sequence", "stablemax")
 SOFTMAX_DTYPES = {16: jnp.float16, 32: jnp.float32, 64: jnp.float64}
 
 
@@ -110,11 +117,13 @@ class Program:
         return int(sum(np.prod(x.shape) for x in jax.tree.leaves(_model(self)[1])))
 
 
-def apply(prog: Program, params, tokens_BxT):
+def apply(prog: Program, params, tokens_BxT, all_positions: bool = False):
+    """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions."""
     graphdef, _ = _model(prog)
     if prog.cfg.train.precision == "bf16":
         params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
-    logits = nnx.merge(graphdef, params)(tokens_BxT)
+    model = nnx.merge(graphdef, params)
+    logits = model(tokens_BxT, all_positions=True) if all_positions else model(tokens_BxT)
     return logits if prog.cfg.train.precision == "fp64" else logits.astype(jnp.float32)
 
 
@@ -167,8 +176,8 @@ def stablemax_s(x):
 
 def log_probs(prog: Program, logits_BxV):
     """Log-probabilities of the training objective (train.loss), computed in train.softmax_precision:
-    answer     log softmax(z)
-    stablemax  log(s(z_i) / sum_j s(z_j)) with s = :func:`stablemax_s`
+    answer, sequence  log softmax(z)
+    stablemax         log(s(z_i) / sum_j s(z_j)) with s = :func:`stablemax_s`
     """
     z = logits_BxV.astype(SOFTMAX_DTYPES[prog.cfg.train.softmax_precision])
     if prog.cfg.train.loss == "stablemax":
@@ -191,6 +200,20 @@ def _xent(logits_BxV, y_B, w_B, log_probs_fn=jax.nn.log_softmax):
     correct = (jnp.argmax(logits_BxV, axis=-1) == y_B).astype(jnp.float32)
     total = jnp.sum(w_B)
     return jnp.sum(nll * w_B.astype(nll.dtype)) / total.astype(nll.dtype), jnp.sum(correct * w_B) / total
+
+
+
+
+def _sequence_xent(logits_BxTxV, x_BxT, y_B, w_B, log_probs_fn=jax.nn.log_softmax):
+    """Weighted mean over examples of the mean next-token cross-entropy over the T positions, and the accuracy
+    of the answer (last position); log-probabilities from log_probs_fn (train.softmax_precision)."""
+    targets_BxT = jnp.concatenate([x_BxT[:, 1:], y_B[:, None]], axis=1)
+    logp = log_probs_fn(logits_BxTxV)
+    nll_B = -jnp.mean(jnp.take_along_axis(logp, targets_BxT[..., None], axis=-1)[..., 0], axis=-1)
+    nll_B = nll_B.astype(jnp.promote_types(nll_B.dtype, jnp.float32))
+    correct = (jnp.argmax(logits_BxTxV[:, -1], axis=-1) == y_B).astype(jnp.float32)
+    total = jnp.sum(w_B)
+    return jnp.sum(nll_B * w_B.astype(nll_B.dtype)) / total.astype(nll_B.dtype), jnp.sum(correct * w_B) / total
 
 
 def _mse(pred_B, y_B, w_B):
@@ -238,6 +261,8 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
     if prog.kind == "regress":
         perm = regression_perm(prog, split_key)
+    elif prog.cfg.task.split == "ordered":  # the first n_train pairs of the table train, the rest validate
+        perm = jnp.arange(prog.n_pairs, dtype=jnp.int32)
     else:
         perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
     return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32),
@@ -275,6 +300,8 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
         objective = lambda z, y, w: _xent(z, y, w, lambda z: log_probs(prog, z))  # noqa: E731
 
     def loss_fn(params):
+        if prog.kind != "regress" and prog.cfg.train.loss == "sequence":
+            return _sequence_xent(apply(prog, params, x, all_positions=True), x, y, w, lambda z: log_probs(prog, z))
         loss, acc = objective(apply(prog, params, x), y, w)
         return loss, acc
 

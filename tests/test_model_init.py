@@ -87,6 +87,11 @@ def test_scheme_statistics(scheme):
             small = min(w.shape)
             gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
             np.testing.assert_allclose(gram, np.eye(small), atol=2e-5)
+        elif scheme == "nanda":  # randn / sqrt(d_model), the output layer randn / sqrt(V)
+            check_normal(x, 1 / np.sqrt(fo if name == "head/kernel" else D))
+    if scheme == "nanda":  # Nanda's W_Q, W_K, W_V are randn / sqrt(d_model) too
+        check_normal(p["blocks/0/attn/qkv/kernel"], 1 / np.sqrt(D))
+        p["blocks/0/attn/qkv/kernel"] = params_for("default")["blocks/0/attn/qkv/kernel"]
     # a non-default scheme zeroes Linear biases, keeps LayerNorm 1/0 and the attention in-projection default
     assert (p["blocks/0/mlp_in/bias"] == 0).all() and (p["head/bias"] == 0).all()
     assert (p["blocks/0/ln1/scale"] == 1).all()

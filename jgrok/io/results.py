@@ -14,6 +14,9 @@ Definitions (per run, from the curves at eval steps):
   step_val_acc_99    first eval step with val acc > 0.99 (full validation split); the step budget if never
   grok_delay         step_val_acc_99 - step_train_acc_99
   reached_*_99       1 if the threshold was crossed within the budget, else 0
+  step_*_acc_<L>, reached_*_<L>   the same for every other threshold of train.thresholds (``--threshold``), e.g.
+                     step_val_acc_95 for 0.95 (L = the threshold in percent, see jgrok.config.threshold_label);
+                     written after the fixed columns, and step_val_acc_<L> also into final_info.json
   final_*            the value at the last evaluation with a finite value (for a diverged run: the last
                      evaluation before it diverged)
   diverged_step      0-based index of the update whose loss or parameters were not finite; empty if none
@@ -83,10 +86,29 @@ def last_finite(curve_RxE: np.ndarray) -> np.ndarray:
     return np.where(finite.any(axis=1), vals, np.nan)
 
 
+def extra_thresholds(thresholds) -> list[tuple[float, str]]:
+    """(threshold, label) of every threshold besides THRESHOLD (whose columns are always written)."""
+    from jgrok.config import threshold_label
+
+    return [(t, threshold_label(t)) for t in thresholds if t != THRESHOLD]
+
+
+def threshold_columns(summary: list[dict]) -> tuple[str, ...]:
+    """The extra-threshold columns present in summary rows (in their order)."""
+    return tuple(k for k in (summary[0] if summary else {}) if k not in SUMMARY_COLUMNS
+                 and k.startswith(("step_train_acc_", "step_val_acc_", "reached_train_", "reached_val_")))
+
+
 def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: int, lanes: int,
-              diverged_step: np.ndarray, stopped_step: np.ndarray | None = None) -> list[dict]:
+              diverged_step: np.ndarray, stopped_step: np.ndarray | None = None, thresholds=()) -> list[dict]:
     st, rt = first_step_above(metrics["train_acc"], eval_step, budget)
     sv, rv = first_step_above(metrics["val_acc"], eval_step, budget)
+    extra = {}
+    for t, label in extra_thresholds(thresholds):
+        (st_t, rt_t), (sv_t, rv_t) = (first_step_above(metrics[k], eval_step, budget, t)
+                                      for k in ("train_acc", "val_acc"))
+        extra.update({f"step_train_acc_{label}": st_t, f"step_val_acc_{label}": sv_t,
+                      f"reached_train_{label}": rt_t, f"reached_val_{label}": rv_t})
     out = []
     finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "weight_norm")}
     for i, r in enumerate(rows):
@@ -97,6 +119,7 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
             d[f"final_{k}"] = float(v[i])
         d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
         d["stopped_step"] = -1 if stopped_step is None else int(stopped_step[i])
+        d.update({k: int(v[i]) for k, v in extra.items()})
         out.append(d)
     return out
 
@@ -143,6 +166,7 @@ def final_info(summary: list[dict]) -> dict:
     """``{group: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per run]}}}``."""
     out = {}
     keys = REGRESSION_FINAL_KEYS if is_regression(summary) else FINAL_KEYS
+    keys += tuple(k for k in threshold_columns(summary) if k.startswith("step_val_acc_"))
     for label, members in by_group(summary).items():
         d = {k: [_num(m[k]) for m in members] for k in keys}
         # empty cells (e.g. drop_epoch of a run without a drop) are None here and left out of mean and stderr
@@ -176,7 +200,7 @@ def write(out: Path, cfg_text: str, rows: list[dict], metrics: dict, eval_step: 
 
 
 def write_summary(path: Path, summary: list[dict]) -> None:
-    columns = REGRESSION_COLUMNS if is_regression(summary) else SUMMARY_COLUMNS
+    columns = REGRESSION_COLUMNS if is_regression(summary) else SUMMARY_COLUMNS + threshold_columns(summary)
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=columns)
     w.writeheader()
@@ -243,6 +267,21 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
             lines.append("  fastest runs: " + ", ".join(
                 f"run {m['run']} (seed {m['seed']}) at {m['step_val_acc_99']}" for m in fastest
                 if int(m["reached_val_99"])))
+        lines += ["  " + line for line in threshold_lines(members)]
+    return lines
+
+
+def threshold_lines(members: list[dict]) -> list[str]:
+    """One line per extra threshold (train.thresholds) for a group of summary rows: how many runs reached it and
+    the quartiles of their steps to it (runs that never reached it are left out of the quartiles)."""
+    lines = []
+    for col in (k for k in threshold_columns(members) if k.startswith("step_val_acc_")):
+        label = col[len("step_val_acc_"):]
+        got = np.array([int(m[col]) for m in members if int(m[f"reached_val_{label}"])], float)
+        line = f"{len(got)}/{len(members)} runs reached {label}% val acc"
+        if len(got):
+            line += "; steps to it: p25 {:.0f}  median {:.0f}  p75 {:.0f}".format(*np.percentile(got, [25, 50, 75]))
+        lines.append(line)
     return lines
 
 
@@ -296,7 +335,10 @@ def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
         write(out, cfg_text, rows, metrics, eval_step, step_loss, None, summary)
         return summary
     budget = prog.cfg.train.steps
-    summary = summarize(rows, metrics, eval_step, budget, lanes, diverged, stopped)
+    from jgrok.config import parse_thresholds
+
+    summary = summarize(rows, metrics, eval_step, budget, lanes, diverged, stopped,
+                        parse_thresholds(prog.cfg.train.thresholds))
     write(out, cfg_text, rows, metrics, eval_step, step_loss, step_acc, summary)
     return summary
 

@@ -85,7 +85,7 @@ class Block(nnx.Module):
     def __init__(self, cfg, rngs: nnx.Rngs):
         d, f = cfg.d_model, cfg.d_model * cfg.mlp_ratio
         self.norm, self.act = cfg.norm, _act(cfg.activation)
-        self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias, rngs)
+        self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias and cfg.attn_bias, rngs)
         self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias, rngs=rngs)
         self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias, rngs=rngs)
         if cfg.norm != "none":
@@ -102,6 +102,10 @@ class Block(nnx.Module):
         if self.norm == "pre":
             x = x + self.attn(self.ln1(x))
             return x + self.mlp(self.ln2(x))
+        if self.norm == "grokfast":  # ironjr/grokfast main.py Block: the residual adds to the normalised stream
+            x = self.ln1(x)
+            x = x + self.attn(x)
+            return x + self.mlp(self.ln2(x))
         x = x + self.attn(x)
         return x + self.mlp(x)
 
@@ -113,10 +117,10 @@ class Transformer(nnx.Module):
         self.pos_emb = nnx.Embed(cfg.n_positions, d, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_ln = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs) if cfg.final_ln else None
-        self.head = nnx.Linear(d, n_out, use_bias=cfg.bias, rngs=rngs)
+        self.head = nnx.Linear(d, n_out, use_bias=cfg.bias and cfg.head_bias, rngs=rngs)
 
-    def __call__(self, tokens_BxT):
-        """Logits at the last position, ``[B, n_out]``."""
+    def __call__(self, tokens_BxT, all_positions: bool = False):
+        """Logits at the last position, ``[B, n_out]`` (every position, ``[B, T, n_out]``, with all_positions)."""
         T = tokens_BxT.shape[-1]
         # the token lookup as a one-hot matmul: the same values (one non-zero term per sum), and a matmul gradient
         # instead of a scatter-add (5-10% faster steps on the 2-core CPU, measured 2026-11-29)
@@ -126,7 +130,7 @@ class Transformer(nnx.Module):
         x_BxTxD = tokens_BxTxD + self.pos_emb.embedding[...][:T]
         for block in self.blocks:
             x_BxTxD = block(x_BxTxD)
-        x_BxD = x_BxTxD[:, -1]
+        x_BxD = x_BxTxD if all_positions else x_BxTxD[:, -1]  # (x_BxTxD when all_positions)
         if self.final_ln is not None:
             x_BxD = self.final_ln(x_BxD)
         return self.head(x_BxD)

@@ -1,7 +1,7 @@
 """Algorithmic tasks: binary operations on Z_p and on the permutation group S_n.
 
-Every task is the table of a binary operation ``a o b = c`` written as a 4-token sequence, exactly as the
-AI-Scientist grokking template writes it:
+Every task is the table of a binary operation ``a o b = c``. By default (``task.vocab: template``) it is written
+as a 4-token sequence exactly as the AI-Scientist grokking template writes it:
 
 - vocabulary ``["o", "="] + elements``; token of element i is ``i + 2``, so ``"o"`` is 0 and ``"="`` is 1;
 - input ``[a, "o", b, "="]``; label = index of c among the elements (p classes mod p, n! for permutations);
@@ -11,6 +11,13 @@ AI-Scientist grokking template writes it:
 Elements are ``0 .. p-1`` for the modular tasks and the permutations of ``range(n)`` in lexicographic order for
 the group tasks (the template uses the order of a Python ``set``, which is not defined; we fix it).
 Permutations compose as functions: ``(a * b)[i] = a[b[i]]``.
+
+Other sources write the same table with other tokens (``task.vocab``, see :data:`VOCABS`): ironjr/grokfast
+(``main.py``) puts the numbers first, ``"="`` = p and ``"o"`` = p + 1, and its output layer scores every one of the
+p + 2 tokens; the Julia/Flux reproduction (``signed``) takes operands 1..p, computes ``c`` with Julia's ``%``
+(the remainder with the sign of the dividend, so x - y can be negative) and writes numbers -p..p; Nanda et al.
+(``nanda``, progress-measures-paper ``transformers.py``) write ``[a, b, "="]`` with no operator token
+and "=" = p. Modular tasks only, for the non-template vocabularies.
 
 Tables are built once with NumPy; nothing here runs at train time.
 """
@@ -70,6 +77,42 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, b, axis=-1)
 
 
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """How one source writes ``a o b = c`` as tokens (see the module docstring)."""
+
+    name: str
+    offset: int  # the token of number v is v + offset
+    op: int | None  # the operator token (None: the input is [a, b, "="])
+    eq: int  # the "=" token
+    size: int  # tokens in the vocabulary
+    full_output: bool  # the output layer scores every token (label = token of c), else the p elements (label = c)
+    signed: bool = False  # operands 1..p and c = Julia rem(f(a, b), p) in -(p-1)..p-1
+
+    def inputs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """int64[N, T] token sequences of operand values a, b."""
+        n = len(a)
+        cols = [a + self.offset] + ([np.full(n, self.op)] if self.op is not None else []) + [b + self.offset]
+        return np.stack(cols + [np.full(n, self.eq)], axis=1).astype(np.int64)
+
+
+VOCABS = ("template", "grokfast", "signed", "nanda")
+
+
+def vocab(name: str, n_elems: int) -> Vocab:
+    """The token layout ``name`` for a table of ``n_elems`` elements (p for the modular tasks)."""
+    p = n_elems
+    if name == "template":  # ["o", "="] + elements
+        return Vocab(name, offset=2, op=0, eq=1, size=p + 2, full_output=False)
+    if name == "grokfast":  # elements, then "=" = p, "o" = p + 1 (ironjr/grokfast main.py: eq_token, op_token)
+        return Vocab(name, offset=0, op=p + 1, eq=p, size=p + 2, full_output=True)
+    if name == "signed":  # numbers -p..p (2p + 1 tokens), then "=" and "o": 2p + 3 tokens (197 for p = 97)
+        return Vocab(name, offset=p, op=2 * p + 2, eq=2 * p + 1, size=2 * p + 3, full_output=True, signed=True)
+    if name == "nanda":  # elements, then "=" = p; no operator token; the unembedding scores all p + 1 tokens
+        return Vocab(name, offset=0, op=None, eq=p, size=p + 1, full_output=True)
+    raise ConfigError(f"task.vocab '{name}' is unknown; use one of {', '.join(VOCABS)}.")
+
+
 def is_prime(p: int) -> bool:
     return p >= 2 and all(p % d for d in range(2, math.isqrt(p) + 1))
 
@@ -88,6 +131,13 @@ def check_task(name: str, cfg) -> None:
             raise ConfigError(f"task.perm_n must be between 2 and 6, not {cfg.perm_n}.")
     else:
         raise ConfigError(f"Unknown task '{name}'; known tasks: {', '.join(OPERATIONS)}.")
+    vocab_name = getattr(cfg, "vocab", "template")
+    vocab(vocab_name, 2)  # a known name
+    if vocab_name != "template" and name not in _MOD_OPS:
+        raise ConfigError(f"task.vocab '{vocab_name}' writes numbers mod p; task '{name}' needs task.vocab: template.")
+    if vocab_name == "signed" and _MOD_OPS[name][3]:
+        raise ConfigError(f"task.vocab 'signed' takes operands 1..p, so p itself would be divided by; "
+                          f"task '{name}' needs another task.vocab.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +150,7 @@ class Table:
     n_vocab: int
     n_out: int
     n_train: int  # floor(N * fraction)
+    vocab: Vocab | None = None  # the token layout (None for the permutation tasks' template layout)
 
     @property
     def n_pairs(self) -> int:
@@ -109,14 +160,19 @@ class Table:
 def build(name: str, cfg) -> Table:
     """Build the full table of task ``name`` (cfg: jgrok.config.TaskConfig)."""
     check_task(name, cfg)
+    voc = None
     if name in _MOD_OPS:
         _, b_range, fn, _ = _MOD_OPS[name]
         p = cfg.p
-        elems1 = np.arange(p, dtype=np.int64)
-        elems2 = np.arange(1 if b_range == "nonzero" else 0, p, dtype=np.int64)
+        voc = vocab(getattr(cfg, "vocab", "template"), p)
+        if voc.signed:  # Julia: for a in 1:p, for b in 1:p; c = f(a, b) % p (sign of the dividend)
+            elems1 = elems2 = np.arange(1, p + 1, dtype=np.int64)
+        else:
+            elems1 = np.arange(p, dtype=np.int64)
+            elems2 = np.arange(1 if b_range == "nonzero" else 0, p, dtype=np.int64)
         a = np.repeat(elems1, len(elems2))
         b = np.tile(elems2, len(elems1))
-        labels = np.mod(fn(a, b, p), p)
+        labels = np.fmod(fn(a, b, p), p) if voc.signed else np.mod(fn(a, b, p), p)
         ia, ib, n_elems = a, b, p
     else:
         _, fn = _PERM_OPS[name]
@@ -129,13 +185,17 @@ def build(name: str, cfg) -> Table:
         out = fn(perms[ia], perms[ib], inv)
         labels = np.array([index[tuple(r)] for r in out], dtype=np.int64)
     n = len(labels)
-    inputs = np.stack([ia + 2, np.zeros(n, np.int64), ib + 2, np.ones(n, np.int64)], axis=1)
+    voc = voc or vocab("template", n_elems)
+    inputs = voc.inputs(ia, ib)
+    if voc.full_output:  # the label is the token of c
+        labels = labels + voc.offset
     return Table(
         name=name,
         inputs=inputs.astype(np.int32),
         targets=labels.astype(np.int32),
-        n_vocab=n_elems + 2,
-        n_out=n_elems,
+        n_vocab=voc.size,
+        n_out=voc.size if voc.full_output else n_elems,
         n_train=int(math.floor(n * cfg.fraction)),
+        vocab=voc,
     )
 

@@ -1,0 +1,50 @@
+"""The nanda preset is the progress-measures paper's model: its parameter count, its init and its token layout;
+the Fourier measures read the right embedding rows and logits for it."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jgrok import config, init, train
+from jgrok.analysis import fourier
+from jgrok.tasks import algorithmic
+
+
+def program(name="nanda"):
+    cfg = config.load(name)
+    t = algorithmic.build(cfg.task.name, cfg.task)
+    return train.Program(cfg=cfg, n_vocab=t.n_vocab, n_out=t.n_out, n_pairs=t.n_pairs, n_train=t.n_train,
+                         schemes=("nanda",), filters=("none",), window_max=1), t
+
+
+def test_parameter_count_and_table_are_the_papers():
+    prog, t = program()
+    # W_E 128x114 + W_pos 3x128 + W_Q,K,V,O 4x128x128 + W_in/W_out 2x128x512 + b_in 512 + b_out 128 + W_U 128x114
+    assert prog.n_params == 14592 + 384 + 65536 + 131072 + 512 + 128 + 14592
+    assert (t.n_pairs, t.n_train, t.n_vocab, t.n_out) == (12769, 3830, 114, 114)
+    np.testing.assert_array_equal(t.inputs[:3], [[0, 0, 113], [0, 1, 113], [0, 2, 113]])
+
+
+def test_init_scheme_nanda_stds():
+    prog, _ = program()
+    shapes = train._model(prog)[1]
+    G = len(prog.groups)
+    params = init.init_params(shapes, jnp.zeros(G, jnp.int32), jnp.zeros(G, jnp.int32), 1.0, ("nanda",))
+    flat = {init.path_str(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+    want = {"tok_emb/embedding": 128, "pos_emb/embedding": 128, "blocks/0/attn/qkv/kernel": 128,
+            "blocks/0/attn/out/kernel": 128, "blocks/0/mlp_in/kernel": 128, "blocks/0/mlp_out/kernel": 128,
+            "head/kernel": 114}
+    for name, fan in want.items():
+        assert abs(flat[name].std() * fan ** 0.5 - 1) < 0.1, name
+    assert not flat["blocks/0/mlp_in/bias"].any() and not flat["blocks/0/mlp_out/bias"].any()
+    assert "blocks/0/attn/qkv/bias" not in flat and "head/bias" not in flat and "final_ln/scale" not in flat
+
+
+def test_fourier_measures_use_the_nanda_tokens():
+    prog, t = program()
+    shapes = train._model(prog)[1]
+    G = len(prog.groups)
+    params = init.init_params(shapes, jnp.zeros(G, jnp.int32), jnp.zeros(G, jnp.int32), 1.0, ("nanda",))
+    stacked = jax.tree.map(lambda x: x[None], params)
+    out = fourier.run_measures(prog, stacked, np.arange(t.n_pairs, dtype=np.int32)[None], n_key=3)
+    assert out["norms"].shape == (1, 56) and np.isfinite(out["loss"]).all()
