@@ -5,8 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jgrok import config, init, train
-from jgrok.analysis import fourier
+from jgrok import config, init, measures, train
 from jgrok.tasks import algorithmic
 
 
@@ -41,10 +40,22 @@ def test_init_scheme_nanda_stds():
 
 
 def test_fourier_measures_use_the_nanda_tokens():
+    """The in-graph fourier measure reads the numbers' embedding rows 0..p-1 (not the template's +2 offset) and the
+    numbers' logits: an embedding that is a pure frequency-5 wave over the numbers, with a large '=' row, has its
+    spectrum at k = 5 alone."""
     prog, t = program()
     shapes = train._model(prog)[1]
     G = len(prog.groups)
     params = init.init_params(shapes, jnp.zeros(G, jnp.int32), jnp.zeros(G, jnp.int32), 1.0, ("nanda",))
-    stacked = jax.tree.map(lambda x: x[None], params)
-    out = fourier.run_measures(prog, stacked, np.arange(t.n_pairs, dtype=np.int32)[None], n_key=3)
-    assert out["norms"].shape == (1, 56) and np.isfinite(out["loss"]).all()
+    p = prog.cfg.task.p
+    E = np.zeros(params["tok_emb"]["embedding"].shape, np.float32)
+    E[:p, 0] = np.cos(2 * np.pi * 5 * np.arange(p) / p)
+    E[p, :] = 100.0  # the '=' token: must not enter the spectrum
+    params["tok_emb"]["embedding"] = jnp.asarray(E)
+    data = (jnp.asarray(t.inputs, jnp.int32), jnp.asarray(t.targets, jnp.int32))
+    perm = jnp.arange(t.n_pairs, dtype=jnp.int32)
+    m = jax.jit(lambda prm: measures.fourier_measures(prog, lambda q, x: train.apply(prog, q, x), prm, perm, data))(
+        params)
+    spec = np.asarray(m["fourier_spectrum"])
+    assert spec.shape == (56,) and np.argmax(spec) == 4 and spec[np.arange(56) != 4].max() < 1e-4 * spec[4]
+    assert np.isfinite(float(m["restricted_loss"])) and np.isfinite(float(m["excluded_loss"]))

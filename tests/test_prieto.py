@@ -153,7 +153,7 @@ VARIANT_SCAN = """
 task: {name: x_plus_y, p: 11, fraction: 0.4}
 model: {kind: mlp, hidden: [16], bias: false}
 optim: {name: adamw, lr: 0.01, wd: 0.0, eps: 1.0e-25, warmup: 0}
-train: {steps: 6, sampling: full, eval_every: 3, measures: logits}
+train: {steps: 6, sampling: full, eval_every: 3}
 engine: {chunk: 6, tensorboard: false}
 variants:
   baseline: {}
