@@ -325,6 +325,10 @@ def _main(argv, stop) -> int:
     if only is not None:
         keep = set(grid.parse_ids(str(only), len(rows)))
         rows = [r for r in rows if r["run"] in keep]
+    from jgrok.io import tb
+
+    if args.resume is None:  # checked when the scan began (a shard's saved --only holds its own runs alone)
+        tb.check_runs(cfg.engine.tb_runs, [r["run"] for r in rows])
     n_dev = engine.n_devices()
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
     # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
@@ -395,7 +399,7 @@ def _main(argv, stop) -> int:
         check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
     resume_hint = f"python -m jgrok.scan --resume {out}"
 
-    from jgrok.io import checkpoint, tb
+    from jgrok.io import checkpoint
 
     t0 = time.perf_counter()
     logger = None
