@@ -153,10 +153,12 @@ class Progress:
         self.last = (0, 0.0)
         self.tty = sys.stderr.isatty()
 
-    def begin(self, step: int):
-        """Before the first chunk, which compiles the program (or takes it from the cache) and then runs."""
+    def begin(self, step: int, compiling: bool = True):
+        """Before the first chunk, which compiles the program (unless this process has compiled it) and runs."""
         self.t_begin = time.perf_counter()
-        self._line(step, "compiling and running the first chunk ...", "")
+        self.compiling = compiling
+        self._line(step, "compiling and running the first chunk ..." if compiling else "running the first chunk ...",
+                   "")
 
     def update(self, step: int):
         now = time.perf_counter()
@@ -165,7 +167,8 @@ class Progress:
             self.t0, self.done0 = now, step
             if self.t_begin is not None:
                 self.first_chunk_s = now - self.t_begin
-            rate_txt, eta_txt = f"first chunk (with compilation) took {self.first_chunk_s:.1f} s", ""
+            what = "first chunk (with compilation)" if getattr(self, "compiling", True) else "first chunk"
+            rate_txt, eta_txt = f"{what} took {self.first_chunk_s:.1f} s", ""
         else:
             rate = (step - self.done0) * self.n_runs / max(now - self.t0, 1e-9)
             eta = (self.total - step) * self.n_runs / max(rate, 1e-9)
@@ -194,6 +197,7 @@ def _fmt_time(s: float) -> str:
 
 
 _COMPILED: dict = {}
+_RAN: set = set()  # (program key, W, devices) this process has trained, so compiled
 
 
 def program_key(prog: train.Program, K: int) -> tuple:
@@ -269,6 +273,9 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     devices = jax.local_devices()
     L = lanes
     R = len(rows)
+    ran = (program_key(prog, K), L, len(devices))
+    compiling = ran not in _RAN  # jit compiles at the first call of each wave shape
+    _RAN.add(ran)
     init_fn, chunk_fn = _compiled(prog, K)
     data = [jax.device_put((np.asarray(table.inputs), np.asarray(table.targets)), d) for d in devices]
     hp_all = grid_mod.hyper(prog, rows)
@@ -346,7 +353,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
         raise
     bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
-    bar.begin(start_step)
+    bar.begin(start_step, compiling)
 
     def save(step_done):
         ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(gather(), host, step_done))

@@ -34,11 +34,14 @@ def test_first_progress_line_says_compiling(capsys):
     from jgrok import engine, grid
 
     (prog, table, members), = grid.programs(cfg, grid.expand(cfg))
-    res = engine.train_program(prog, table, members, 2, progress=True)
+    res = engine.train_program(prog, table, members, 3, progress=True)  # W = 3: a wave shape no other test uses
     lines = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if ln.strip()]
     assert "0/12 updates x 2 runs | compiling and running the first chunk" in lines[0]
     assert "6/12 updates x 2 runs | first chunk (with compilation) took" in lines[1]
     assert "seed-steps/s" in lines[2] and res.first_chunk_s > 0 and res.rate > 0
+    engine.train_program(prog, table, members, 3, progress=True)  # compiled already: it says so
+    lines = [ln for ln in capsys.readouterr().err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert "| running the first chunk" in lines[0] and "| first chunk took" in lines[1]
 
 
 def test_config_yaml_holds_only_fields_of_its_kind():
@@ -71,3 +74,13 @@ def test_a_finished_scan_gives_later_dry_runs_a_time_estimate(tmp_path, monkeypa
     assert math.isclose(total, comp + 6 * 2 / entry["seed_steps_per_s"])
     # 3 runs in waves of 2 lanes cost 4 lanes
     assert math.isclose(rates.estimate(entry, 3, 12, 2, 1)[1], comp + 6 * 4 / entry["seed_steps_per_s"])
+
+
+def test_every_scan_flag_is_in_the_readme_table():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    table = readme.split("### Flags")[1].split("\n## ")[0]
+    flags = [s for a in scan.build_parser()._actions for s in a.option_strings if s.startswith("--") and s != "--help"]
+    missing = [f for f in flags if f"`{f}" not in table and f"{f}`" not in table and f"{f}," not in table]
+    assert not missing, missing

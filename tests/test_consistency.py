@@ -68,3 +68,20 @@ def test_printout_report_plots_and_analyze_agree(tmp_path):
     assert block["stderrs"]["step_val_acc_99_stderr"] == np.std(vals) / len(vals)
     assert "template" in block["definitions"]["stderrs"]
     assert block["means"]["step_val_acc_99_mean"] == g["mean_budget"]
+
+
+def test_super_share_intervals_are_never_degenerate():
+    """0 super runs of 8: the interval is Wilson's 0-32%, not a bootstrap's 0-0%; on a full seed grid too."""
+    from jgrok.analysis import seeds
+
+    def layout(model, data, steps):
+        n = len(steps)
+        return seeds.SeedLayout("t", "t", np.arange(n), np.arange(n), np.array(model), np.array([str(d) for d in data]),
+                                np.array(data), np.array(data), np.array(steps, float), np.ones(n, bool), 1000)
+
+    flat = seeds.analyse(layout(range(8), range(8), [500] * 8), 1 / 3, 200, 0)
+    assert flat["n_super"] == 0 and flat["ci"] == stats.wilson(0, 8) and flat["ci"][1] > 0.3
+    assert all(r["ci_hi"] == stats.wilson(0, 1)[1] for r in flat["per_model"])
+    grid = seeds.analyse(layout([m for m in range(4) for _ in range(4)], [d for _ in range(4) for d in range(4)],
+                                [500] * 16), 1 / 3, 200, 0)
+    assert grid["crossed"] and grid["ci"] == stats.wilson(0, 16) and "degenerate" in grid["ci_method"]

@@ -91,10 +91,9 @@ def super_mask(steps: np.ndarray, reached: np.ndarray, factor: float) -> np.ndar
     return reached & (steps <= factor * reference_median(steps))
 
 
-def rate_table(keys: np.ndarray, steps: np.ndarray, reached: np.ndarray, is_super: np.ndarray, B: int,
-               rng: np.random.Generator) -> list[dict]:
+def rate_table(keys: np.ndarray, steps: np.ndarray, reached: np.ndarray, is_super: np.ndarray) -> list[dict]:
     """Per key value (sorted): n, rate of reaching 99% val acc, median steps among those that reached it, super
-    share with its Wilson interval (B and rng are unused, kept for callers)."""
+    share with its Wilson interval."""
     out = []
     for k in _sorted_unique(keys):
         m = keys == k
@@ -207,13 +206,13 @@ def analyse(lay: SeedLayout, factor: float, B: int, seed: int) -> dict:
     else:
         out["ci"] = stats.wilson(int(is_super.sum()), len(is_super))
         out["ci_method"] = "Wilson interval over runs"
-    out["per_model"] = rate_table(lay.model, lay.steps, lay.reached, is_super, B, rng)
+    out["per_model"] = rate_table(lay.model, lay.steps, lay.reached, is_super)
     if lay.crossed or len(set(lay.data)) > 1 and not np.array_equal(lay.data, lay.model.astype(str)):
-        per_data = rate_table(lay.data, lay.steps, lay.reached, is_super, B, rng)
+        per_data = rate_table(lay.data, lay.steps, lay.reached, is_super)
         for r in per_data:
             r["lift"] = r["super_share"] / out["share"] if out["share"] > 0 else np.nan
         out["per_data"] = per_data
     for axis, keys in (("split", lay.split), ("order", lay.order)):
         if lay.split_order_crossed:
-            out[f"per_{axis}"] = rate_table(keys, lay.steps, lay.reached, is_super, B, rng)
+            out[f"per_{axis}"] = rate_table(keys, lay.steps, lay.reached, is_super)
     return out
