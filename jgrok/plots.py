@@ -1,18 +1,18 @@
 """Figures of a results folder: ``make_plots(OUT)`` writes OUT/plots/*.png.
 
 Per task (``<task>`` in the file name):
-  train_loss_, val_loss_, train_acc_, val_acc_<task>.png   one line per group: mean over its runs, band = mean
+  train_loss_, val_loss_, train_acc_, val_acc_<task>.png   one line per run group: mean over its runs, band = mean
                                                             +- standard error (x = update step)
-  quantiles_<task>.png     per group: median and 10-90% quantile band of val acc and train acc, a few runs thin
-  steps_hist_<task>.png    per group: histogram of steps to 99% val acc; runs that never got there as one bar
-  steps_ecdf_<task>.png    per group: share of runs with val acc > 0.99 by each step (stays below 1 when some
+  quantiles_<task>.png     per run group: median and 10-90% quantile band of val acc and train acc, a few runs thin
+  steps_hist_<task>.png    per run group: histogram of steps to 99% val acc; runs that never got there as one bar
+  steps_ecdf_<task>.png    per run group: share of runs with val acc > 0.99 by each step (stays below 1 when some
                            never got there)
-Regression scans (task mheight; x = epoch = update step / updates per epoch, losses are MSEs of log2 h):
-  loss_<task>.png          train and val loss per group, mean +- s.e. over runs (log y); ticks at the drop epochs
-  val_loss_runs_<task>.png per group: the val loss of up to 8 runs, each with its detected drop marked
-  weight_norm_<task>.png   global weight norm per group, mean +- s.e.
   survival_<task>.png      per run group: Kaplan-Meier share of runs not yet at 99% val acc vs update step, 95% band,
                            median (with interval) in the legend, log-rank test between run groups in the title
+Regression scans (task mheight; x = epoch = update step / updates per epoch, losses are MSEs of log2 h):
+  loss_<task>.png          train and val loss per run group, mean +- s.e. over runs (log y); ticks at the drop epochs
+  val_loss_runs_<task>.png per run group: the val loss of up to 8 runs, each with its detected drop marked
+  weight_norm_<task>.png   global weight norm per run group, mean +- s.e.
 summary_plot.png           per run group: final train / val acc (mean +- s.e.) and the Kaplan-Meier median of steps
                            to 99% val acc with its 95% interval and k/n reached, as bars
 run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis

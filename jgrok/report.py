@@ -1,6 +1,6 @@
 """``python -m jgrok.report OUT [--runs 3,17]``: rebuild OUT/plots/ and write OUT/report.md.
 
-The report holds the config essentials, then per (task, group) the distribution of steps to 99% val acc, the
+The report holds the config essentials, then per run group the distribution of steps to 99% val acc, the
 final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
 
 Definitions (per run group = the runs that share every non-seed axis value, labelled as jgrok.rungroup says;
@@ -52,7 +52,8 @@ def distribution_table(summary_rows: list[dict], group_keys: list[str], budget: 
             "mean ± s.e.", "KM median (95% CI)", "diverged"]
     body = []
     for s in distribution_stats(summary_rows, group_keys, budget):
-        body.append([s["group"], s["n"], stats.fmt_share(s["k"], s["n"]), *(_int(s[q]) for q in ("p10", "p25", "p50", "p75", "p90")),
+        body.append([s["group"], s["n"], stats.fmt_share(s["k"], s["n"]),
+                     *(_int(s[q]) for q in ("p10", "p25", "p50", "p75", "p90")),
                      stats.fmt_pm(s["mean"], s["se"], "{:.0f}"), stats.fmt_median(s), s["diverged"]])
     return _table(head, body)
 
@@ -137,10 +138,11 @@ def build_report(out_dir, runs=None) -> Path:
 
 # file-name prefix of a per-task figure -> its caption
 CAPTIONS = {
-    "train_loss": "Train loss (mean over the updates since the previous evaluation) per group: mean ± s.e. over runs.",
-    "val_loss": "Validation loss per group: mean ± s.e. over runs.",
-    "train_acc": "Train accuracy per group: mean ± s.e. over runs.",
-    "val_acc": "Validation accuracy per group: mean ± s.e. over runs.",
+    "train_loss": "Train loss (mean over the updates since the previous evaluation) per run group: mean ± s.e. "
+                  "over runs.",
+    "val_loss": "Validation loss per run group: mean ± s.e. over runs.",
+    "train_acc": "Train accuracy per run group: mean ± s.e. over runs.",
+    "val_acc": "Validation accuracy per run group: mean ± s.e. over runs.",
     "quantiles": "Median and 10–90% band across runs of train and val accuracy, with a few single runs.",
     "steps_hist": "Histogram of steps to 99% val acc; runs that never got there form the hatched bar.",
     "steps_ecdf": "Share of runs that reached 99% val acc by each step.",

@@ -210,8 +210,9 @@ def fmt_median(g: dict) -> str:
     open end where the band never falls to 0.5."""
     if not np.isfinite(g["km_median"]):
         return f"not reached (over half never got there within {g['budget']})"
-    hi = fmt_num(g["km_hi"]) if np.isfinite(g["km_hi"]) else f"> {g['budget']}"
-    return f"{fmt_num(g['km_median'])} (95% CI {fmt_num(g['km_lo'])}–{hi})"
+    if np.isfinite(g["km_hi"]):
+        return f"{fmt_num(g['km_median'])} (95% CI {fmt_num(g['km_lo'])}–{fmt_num(g['km_hi'])})"
+    return f"{fmt_num(g['km_median'])} (95% CI {fmt_num(g['km_lo'])} to >{g['budget']})"
 
 
 def fmt_mean_reached(g: dict) -> str:

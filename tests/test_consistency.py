@@ -35,6 +35,7 @@ def test_printout_report_plots_and_analyze_agree(tmp_path):
     plotted = plots.summary_values(scan, by_group)
     assert analyze.main([str(tmp_path), "--bootstrap", "50", "--fourier-runs", "none", "--quiet"]) == 0
     analysed = (tmp_path / "analysis" / "report.md").read_text()
+    assert "budget 600 updates, evaluated 30 times (at update steps 20 to 600)" in analysed
 
     for label, g in expect.items():
         share = stats.fmt_share(g["k"], g["n"])  # k/n = x% (95% CI lo–hi%), Wilson

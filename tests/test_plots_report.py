@@ -276,7 +276,7 @@ def test_report_groups_figures_with_captions(tmp_path):
         assert heading in plots_md
     x_plus_y = plots_md.split("### x_plus_y")[1].split("###")[0]
     assert "(plots/val_acc_x_plus_y.png)" in x_plus_y and "x_div_y" not in x_plus_y
-    assert "*Validation accuracy per group: mean ± s.e. over runs.*" in x_plus_y
+    assert "*Validation accuracy per run group: mean ± s.e. over runs.*" in x_plus_y
     links = [ln for ln in md.splitlines() if ln.startswith("![")]
     assert len(links) == len(_names(tmp_path))  # every figure once
     assert f"tensorboard --logdir {tmp_path / 'tb'}" in md

@@ -76,3 +76,9 @@ def test_km_median_of_uncensored_runs_is_the_plain_median():
     for steps in ([1025, 1050, 1075, 1175, 1450, 1475, 1475, 1700], [3, 1, 2], [5, 5, 9, 9]):
         km = stats.kaplan_meier(steps, [1] * len(steps))
         assert km.median()[0] == np.median(steps)
+
+
+def test_median_interval_open_above_the_budget():
+    g = stats.grok_time([320, 340, 360, 380, 600, 600], [1, 1, 1, 1, 0, 0], 600)
+    text = stats.fmt_median(g)
+    assert np.isnan(g["km_hi"]) and text.endswith("to >600)") and text.startswith(stats.fmt_num(g["km_median"]))

@@ -74,7 +74,8 @@ def seed_section(g: str, lay, res: dict, anova: dict | None, anova_so: dict | No
         if key not in res:
             continue
         rows = res[key]
-        head = [title, "runs", "reached 99%", "median steps among those that reached it", "super share (95% Wilson CI)"] + \
+        head = [title, "runs", "reached 99%", "median steps among those that reached it",
+                "super share (95% Wilson CI)"] + \
             (["lift"] if key == "per_data" else [])
         body = [[r["key"], r["n"], pct(r["rate"]), num(r["median_steps"], "{:.0f}"),
                  f"{pct(r['super_share'])} ({ci(r['ci_lo'], r['ci_hi'])})"]

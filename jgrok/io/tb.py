@@ -9,8 +9,8 @@ Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or c
                                  histograms across its runs ``spread/<metric>``.
   tb/run_<id> <axes> <seeds>     one per run chosen by ``engine.tb_runs`` (``select_runs``), named by
                                  ``jgrok.rungroup.run_name`` (``tb/run_0004 wd=1 seed=3``; ids zero-padded so that
-                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
-                                 that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
+                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the
+                                 axes that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
                                  (first eval step with val acc > 0.99; the budget if never; written once at the last
                                  step) and the last values of the val acc, val loss, train acc and weight norm curves.
 
@@ -117,7 +117,8 @@ def _ranges(ids: list[int]) -> str:
 def custom_scalars_layout(metrics) -> dict:
     """The Custom Scalars layout of the module docstring for the metrics a scan logs."""
     return {"run groups: median and 10-90% band across runs": {
-        TAGS[k]: ["Margin", [f"{TAGS[k]}/median", f"{TAGS[k]}/q10", f"{TAGS[k]}/q90"]] for k in METRICS if k in metrics}}
+        TAGS[k]: ["Margin", [f"{TAGS[k]}/median", f"{TAGS[k]}/q10", f"{TAGS[k]}/q90"]]
+        for k in METRICS if k in metrics}}
 
 
 def summary_writer_class():
