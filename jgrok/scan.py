@@ -481,7 +481,7 @@ def _main(argv, stop) -> int:
 
 
 def human_bytes(n: float) -> str:
-    """'512 B', '3.4 KiB', '22.0 GiB': binary units, three significant digits."""
+    """'512 B', '3.40 KiB', '22.0 GiB', '512 MiB': binary units, three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             break

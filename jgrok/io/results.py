@@ -245,7 +245,8 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
         if len(steps):
             lines.append("  steps to 99% val acc among them: p10 {:.0f}  p25 {:.0f}  median {:.0f}  p75 {:.0f}  "
                          "p90 {:.0f}  (budget {})".format(*(g[f"p{q}"] for q in stats.QUANTILES), budget))
-            lines.append(f"  mean {stats.fmt_mean_reached(g)}; Kaplan-Meier median {stats.fmt_median(g)}")
+            lines.append(f"  steps to 99% val acc: {stats.fmt_mean_reached(g)}; Kaplan-Meier median "
+                         f"{stats.fmt_median(g)} (never-reached runs censored at the budget)")
             fastest = sorted(members, key=lambda m: (m["step_val_acc_99"], m["run"]))[:top]
             lines.append("  fastest runs: " + ", ".join(
                 f"run {m['run']} (seed {m['seed']}) at {m['step_val_acc_99']}" for m in fastest
