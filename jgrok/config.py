@@ -433,11 +433,26 @@ def with_grid(cfg: Config, **axes: list) -> Config:
     return out
 
 
+# fields that apply to one model kind or one task kind only; dump leaves out those of the other kind (from_dict
+# still accepts a config that has them all, and a field left out reads back as its default, which is unused)
+RESNET_FIELDS = ("width", "blocks", "output")
+TRANSFORMER_FIELDS = ("n_layers", "d_model", "n_heads", "mlp_ratio", "norm", "activation", "n_positions", "final_ln",
+                      "bias", "causal")
+MHEIGHT_FIELDS = ("train_per_group", "val_per_group", "data", "gen_seed", "integer")
+ALGORITHMIC_FIELDS = ("p", "fraction", "perm_n")
+
+
 def dump(cfg: Config, extra: dict | None = None) -> str:
+    """The config as YAML, holding only the fields that apply to its model kind and task kind."""
     data = cfg.to_dict()
     for field, other in _EPOCH_FIELDS.items():  # counted in epochs: the update fields are unused, leave them out
         if data["train"][other]:
             del data["train"][field]
+    unused = {"model": RESNET_FIELDS if cfg.model.kind == "transformer" else TRANSFORMER_FIELDS,
+              "task": MHEIGHT_FIELDS if "mheight" not in cfg.grid.get("task", [cfg.task.name]) else ALGORITHMIC_FIELDS}
+    for section, fields in unused.items():
+        for field in fields:
+            data[section].pop(field, None)
     if extra:
         data.update(extra)
     return yaml.safe_dump(data, sort_keys=False)

@@ -42,6 +42,9 @@ class ProgramResult:
     final_params: dict | None  # pytree of [R, ...] numpy arrays
     lanes: int
     stopped_step: np.ndarray | None = None  # int32[R]: updates done when the stop rule fired; -1 when it never did
+    start_step: int = 0  # updates every run had done before this call (> 0 when resumed from a checkpoint)
+    first_chunk_s: float = float("nan")  # wall seconds of this call's first chunk, compilation included
+    rate: float = float("nan")  # seed-steps per second after the first chunk (NaN with one chunk only)
 
 
 def eval_steps(total: int, eval_every: int) -> np.ndarray:
@@ -150,35 +153,55 @@ def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int, free: int
 
 
 class Progress:
-    """One line of progress on stderr: steps, seed-steps per second, ETA."""
+    """One line of progress on stderr: steps, seed-steps per second, ETA. Timing is kept even when the line is
+    off: ``first_chunk_s`` = wall seconds of the first chunk (compilation included), ``rate`` = seed-steps per
+    second after it."""
 
     def __init__(self, label: str, total_steps: int, n_runs: int, enabled: bool = True):
         self.label, self.total, self.n_runs, self.enabled = label, total_steps, n_runs, enabled
         self.t0 = None
         self.done0 = 0
+        self.t_begin = None
+        self.first_chunk_s = float("nan")
+        self.last = (0, 0.0)
         self.tty = sys.stderr.isatty()
 
+    def begin(self, step: int, compiling: bool = True):
+        """Before the first chunk, which compiles the program (unless this process has compiled it) and runs."""
+        self.t_begin = time.perf_counter()
+        self.compiling = compiling
+        self._line(step, "compiling and running the first chunk ..." if compiling else "running the first chunk ...",
+                   "")
+
     def update(self, step: int):
-        if not self.enabled:
-            return
         now = time.perf_counter()
+        self.last = (step, now)
         if self.t0 is None:  # the first chunk includes compilation: measure speed from its end
             self.t0, self.done0 = now, step
-            rate_txt, eta_txt = "compiling done", ""
+            if self.t_begin is not None:
+                self.first_chunk_s = now - self.t_begin
+            what = "first chunk (with compilation)" if getattr(self, "compiling", True) else "first chunk"
+            rate_txt, eta_txt = f"{what} took {self.first_chunk_s:.1f} s", ""
         else:
             rate = (step - self.done0) * self.n_runs / max(now - self.t0, 1e-9)
             eta = (self.total - step) * self.n_runs / max(rate, 1e-9)
             rate_txt, eta_txt = f"{rate:,.0f} seed-steps/s", f"ETA {_fmt_time(eta)}"
+        self._line(step, rate_txt, eta_txt)
+
+    def _line(self, step: int, rate_txt: str, eta_txt: str):
+        if not self.enabled:
+            return
         frac = step / self.total
         bar = "#" * int(24 * frac) + "-" * (24 - int(24 * frac))
         line = f"[{self.label}] [{bar}] {step}/{self.total} updates x {self.n_runs} runs | {rate_txt} {eta_txt}"
         end = "\r" if self.tty and step < self.total else "\n"
         print(line.ljust(100) if self.tty else line, end=end, file=sys.stderr, flush=True)
 
-    def rate(self, step: int) -> float:
-        if self.t0 is None or step == self.done0:
+    def rate(self) -> float:
+        """Seed-steps per second from the end of the first chunk to the last update (NaN before a second chunk)."""
+        if self.t0 is None or self.last[0] == self.done0:
             return float("nan")
-        return (step - self.done0) * self.n_runs / (time.perf_counter() - self.t0)
+        return (self.last[0] - self.done0) * self.n_runs / max(self.last[1] - self.t0, 1e-9)
 
 
 def _fmt_time(s: float) -> str:
@@ -187,6 +210,17 @@ def _fmt_time(s: float) -> str:
 
 
 _COMPILED: dict = {}
+_RAN: set = set()  # (program key, W, devices) this process has trained, so compiled
+
+
+def program_key(prog: train.Program, K: int) -> tuple:
+    """Everything static that one compiled wave program depends on (programs with equal keys share it)."""
+    c = prog.cfg
+    # steps and eval_every are traced arguments of the chunk; thresholds only label summary columns
+    traced = dataclasses.replace(c.train, steps=0, eval_every=0, thresholds="")
+    init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
+    return (c.task, c.model, c.optim, init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
+            prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)
 
 
 def _compiled(prog: train.Program, K: int):
@@ -195,12 +229,7 @@ def _compiled(prog: train.Program, K: int):
     inputs), never an SPMD-partitioned one: XLA compiles partitioned programs through other passes (measured on
     CPU: other fusions of the Adam update, results 1 ulp apart), which would make a run's numbers depend on the
     device count."""
-    c = prog.cfg
-    # steps and eval_every are traced arguments of the chunk; thresholds only label summary columns
-    traced = dataclasses.replace(c.train, steps=0, eval_every=0, thresholds="")
-    init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
-    key = (c.task, c.model, c.optim, init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
-           prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)
+    key = program_key(prog, K)
     if key not in _COMPILED:
         _COMPILED[key] = (train.make_init(prog), train.make_chunk(prog, K))
     return _COMPILED[key]
@@ -314,6 +343,9 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     devices = jax.local_devices()
     L = lanes
     R = len(rows)
+    ran = (program_key(prog, K), L, len(devices))
+    compiling = ran not in _RAN  # jit compiles at the first call of each wave shape
+    _RAN.add(ran)
     init_fn, chunk_fn = _compiled(prog, K)
     data = [jax.device_put((np.asarray(table.inputs), np.asarray(table.targets)), d) for d in devices]
     hp_all = grid_mod.hyper(prog, rows)
@@ -391,6 +423,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
         raise
     bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
+    bar.begin(start_step, compiling)
 
     def save(step_done):
         ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(gather(), host, step_done))
@@ -479,7 +512,8 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
         step_acc[r, e:] = np.nan
         for k in metrics:
             metrics[k][r, steps_e > e] = np.nan
-    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes, stopped)
+    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes, stopped,
+                         start_step=start_step, first_chunk_s=bar.first_chunk_s, rate=bar.rate())
 
 
 def ckpt_mod():

@@ -1,23 +1,26 @@
 """Figures of a results folder: ``make_plots(OUT)`` writes OUT/plots/*.png.
 
 Per task (``<task>`` in the file name):
-  train_loss_, val_loss_, train_acc_, val_acc_<task>.png   one line per group: mean over its runs, band = mean
+  train_loss_, val_loss_, train_acc_, val_acc_<task>.png   one line per run group: mean over its runs, band = mean
                                                             +- standard error (x = update step)
-  quantiles_<task>.png     per group: median and 10-90% quantile band of val acc and train acc, a few runs thin
-  steps_hist_<task>.png    per group: histogram of steps to 99% val acc; runs that never got there as one bar
-  steps_ecdf_<task>.png    per group: share of runs with val acc > 0.99 by each step (stays below 1 when some
+  quantiles_<task>.png     per run group: median and 10-90% quantile band of val acc and train acc, a few runs thin
+  steps_hist_<task>.png    per run group: histogram of steps to 99% val acc; runs that never got there as one bar
+  steps_ecdf_<task>.png    per run group: share of runs with val acc > 0.99 by each step (stays below 1 when some
                            never got there)
+  survival_<task>.png      per run group: Kaplan-Meier share of runs not yet at 99% val acc vs update step, 95% band,
+                           median (with interval) in the legend, log-rank test between run groups in the title
 Regression scans (task mheight; x = epoch = update step / updates per epoch, losses are MSEs of log2 h):
-  loss_<task>.png          train and val loss per group, mean +- s.e. over runs (log y); ticks at the drop epochs
-  val_loss_runs_<task>.png per group: the val loss of up to 8 runs, each with its detected drop marked
-  weight_norm_<task>.png   global weight norm per group, mean +- s.e.
-summary_plot.png           per (task, group): final train / val acc and mean steps to 99% val acc, as bars
+  loss_<task>.png          train and val loss per run group, mean +- s.e. over runs (log y); ticks at the drop epochs
+  val_loss_runs_<task>.png per run group: the val loss of up to 8 runs, each with its detected drop marked
+  weight_norm_<task>.png   global weight norm per run group, mean +- s.e.
+summary_plot.png           per run group: final train / val acc (mean +- s.e.) and the Kaplan-Meier median of steps
+                           to 99% val acc with its 95% interval and k/n reached, as bars
 run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis
 
 Definitions (every curve is read at the eval steps of metrics.npz; NaN after a run stopped is skipped):
-  group                the runs of one task that share every varying non-seed axis value (``group_keys``);
-                       seeds are replicates and never split groups
-  mean, s.e.           over the runs of a group with a finite value at that step; s.e. = sample std / sqrt(n)
+  run group            the runs that share every non-seed axis value, labelled as ``jgrok.rungroup`` says
+                       (seeds are replicates and never split run groups)
+  mean, s.e., KM       over the runs of a run group with a finite value at that step; as defined in jgrok.stats
   steps to 99% val acc ``step_val_acc_99`` of summary.csv: first eval step with val acc > 0.99; the budget if never
   final train/val acc  ``final_*_acc`` of summary.csv: the last finite evaluation of the run
 
@@ -43,12 +46,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
+from jgrok import rungroup, stats
 from jgrok.errors import ConfigError
 
-SEED_COLUMNS = ("seed", "split_seed", "order_seed")
-# non-seed axes, in the order they appear in group labels
-GROUP_AXES = ("variant", "lr", "wd", "init", "init_scale", "filter", "filter_alpha", "filter_lambda",
-              "filter_window", "orthogonal_grad", "optimizer")
+SEED_COLUMNS = rungroup.SEED_COLUMNS
 REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
                     "final_val_acc", "diverged_step")
 CURVES = (("train_loss", "train loss"), ("val_loss", "val loss"), ("train_acc", "train accuracy"),
@@ -147,29 +148,18 @@ def npz_rows(path, key: str, idx) -> np.ndarray:
 
 
 def group_keys(rows: list[dict]) -> list[str]:
-    """Axis columns other than task and the seeds whose values differ between rows."""
-    from jgrok.variants import label_axes
-
-    present = rows[0].keys() if rows else ()
-    return label_axes(rows, [a for a in GROUP_AXES if a in present and len({str(r[a]) for r in rows}) > 1])
+    """Axis columns other than task and the seeds whose values differ between rows (``jgrok.rungroup.axes``)."""
+    return rungroup.axes(rows)
 
 
 def group_label(row: dict, keys: list[str]) -> str:
-    """'wd=0.1, init=xavier_uniform'; 'all runs' when nothing varies."""
-    return ", ".join(f"{k}={_fmt(parse_value(row[k]))}" for k in keys) or "all runs"
+    """The run group's label, 'x_div_y wd=0.1 init=xavier_uniform' (``jgrok.rungroup.label``)."""
+    return rungroup.label(row, keys)
 
 
 def groups(rows: list[dict], keys: list[str]) -> dict[tuple[str, str], np.ndarray]:
-    """{(task, group label): row indices}, tasks in order of appearance, groups sorted by their axis values."""
-    tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
-    rank = lambda v: (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))  # noqa: E731
-    out = {}
-    for task in tasks:
-        members = [i for i, r in enumerate(rows) if str(r["task"]) == task]
-        members.sort(key=lambda i: tuple(rank(parse_value(rows[i][k])) for k in keys))
-        for i in members:
-            out.setdefault((task, group_label(rows[i], keys)), []).append(i)
-    return {k: np.array(v) for k, v in out.items()}
+    """{(task, run-group label): row indices} in ``jgrok.rungroup.by_label``'s order."""
+    return {(str(rows[idx[0]]["task"]), label): np.array(idx) for label, idx in rungroup.by_label(rows, keys).items()}
 
 
 def select_runs(rows: list[dict], extra=None) -> list[int]:
@@ -211,6 +201,7 @@ def plot_scan(scan: Scan, runs_to_show=None) -> list[Path]:
         paths.append(_save(_quantiles(scan, g, task), plot_dir / f"quantiles_{_safe(task)}.png"))
         paths.append(_save(_steps_hist(scan, g, task), plot_dir / f"steps_hist_{_safe(task)}.png"))
         paths.append(_save(_steps_ecdf(scan, g, task), plot_dir / f"steps_ecdf_{_safe(task)}.png"))
+        paths.append(_save(_survival(scan, g, task), plot_dir / f"survival_{_safe(task)}.png"))
     paths.append(_save(_summary(scan, by_group), plot_dir / "summary_plot.png"))
     step_loss = _step_loss(scan, show)
     for rid in show:
@@ -227,12 +218,7 @@ def _quiet(fn, *a, **k):
         return fn(*a, **k)
 
 
-def mean_se(x_RxE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard error (sample std / sqrt(n), 0 for n = 1) over the finite values of each column."""
-    n_E = np.isfinite(x_RxE).sum(axis=0)
-    mean_E = _quiet(np.nanmean, x_RxE, axis=0)
-    sd_E = _quiet(np.nanstd, x_RxE, axis=0, ddof=1) if len(x_RxE) > 1 else np.zeros_like(mean_E)
-    return mean_E, np.where(n_E > 1, np.nan_to_num(sd_E) / np.sqrt(np.maximum(n_E, 1)), 0.0)
+mean_se = stats.mean_se_columns  # mean and s.e. of each column over its finite values (jgrok.stats)
 
 
 def column(rows, idx, key) -> np.ndarray:
@@ -410,36 +396,94 @@ def _steps_ecdf(scan, g, task) -> Figure:
     return fig
 
 
+def grok_times(rows, by_group, budget) -> dict[str, dict]:
+    """{run-group label: ``jgrok.stats.grok_time`` of its steps to 99% val acc} (the numbers the report, the
+    printout and the figures show)."""
+    return {label: stats.grok_time(column(rows, idx, "step_val_acc_99"), column(rows, idx, "reached_val_99") > 0,
+                                   budget) for (_, label), idx in by_group.items()}
+
+
+def summary_values(scan, by_group) -> dict[str, dict]:
+    """The numbers of summary_plot.png per run group: {final_train_acc: (mean, s.e.), final_val_acc: (mean, s.e.),
+    steps: grok_time dict (its Kaplan-Meier median and interval are drawn)}."""
+    times = grok_times(scan.rows, by_group, scan.budget)
+    return {label: {"final_train_acc": stats.mean_se(column(scan.rows, idx, "final_train_acc")),
+                    "final_val_acc": stats.mean_se(column(scan.rows, idx, "final_val_acc")), "steps": times[label]}
+            for (_, label), idx in by_group.items()}
+
+
 def _summary(scan, by_group) -> Figure:
-    labels = [f"{t} | {label}" if len({t for t, _ in by_group}) > 1 else label for t, label in by_group]
+    values = summary_values(scan, by_group)
+    labels = list(values)
     n = len(by_group)
     fig = _figure(12, 1.4 + 0.32 * n)
     axes = fig.subplots(1, 3, sharey=True)
     y = np.arange(n)
     colors = _colors(n)
-    panels = (("final_train_acc", "final train acc"), ("final_val_acc", "final val acc"),
-              ("step_val_acc_99", "mean steps to 99% val acc\n(budget if never)"))
-    for ax, (key, title) in zip(axes, panels):
-        stats = [mean_se(column(scan.rows, idx, key)[:, None]) for idx in by_group.values()]
-        means = np.array([m[0] for m, _ in stats])
-        ses = np.array([s[0] for _, s in stats])
-        bars = ax.barh(y, means, xerr=ses, color=colors, alpha=0.85, capsize=2)
-        fmt = "{:.0f}" if key == "step_val_acc_99" else "{:.3f}"
-        ax.bar_label(bars, [fmt.format(m) if np.isfinite(m) else "–" for m in means], fontsize="x-small",
-                     padding=4)
+    for ax, key, title in ((axes[0], "final_train_acc", "final train acc\n(mean ± s.e. over runs)"),
+                           (axes[1], "final_val_acc", "final val acc\n(mean ± s.e. over runs)")):
+        means = np.array([values[lb][key][0] for lb in labels])
+        ses = np.nan_to_num(np.array([values[lb][key][1] for lb in labels]))
+        bars = ax.barh(y, np.nan_to_num(means), xerr=ses, color=colors, alpha=0.85, capsize=2)
+        ax.bar_label(bars, [stats.fmt_num(m, "{:.3f}") for m in means], fontsize="x-small", padding=4)
         ax.set_title(title, fontsize="medium")
         ax.grid(axis="x", alpha=0.3)
-        if key == "step_val_acc_99":
-            ax.axvline(scan.budget, color="0.3", lw=0.8, ls=":")
-            ax.set_xlim(0, scan.budget * 1.15)
-            _step_axis(ax, scan.budget)
-        else:
-            ax.set_xlim(0, 1.2)
-            ax.set_xticks(np.linspace(0, 1, 6))
+        ax.set_xlim(0, 1.2)
+        ax.set_xticks(np.linspace(0, 1, 6))
+    ax = axes[2]
+    g = [values[lb]["steps"] for lb in labels]
+    med = np.array([t["km_median"] for t in g])
+    lo = np.array([t["km_lo"] for t in g])
+    hi = np.array([t["km_hi"] if np.isfinite(t["km_hi"]) else scan.budget for t in g])
+    shown = np.where(np.isfinite(med), med, scan.budget)  # median not reached: a hatched bar to the budget
+    ax.barh(y, shown, color=colors, alpha=0.85, hatch=[None if np.isfinite(m) else "//" for m in med])
+    ok = np.isfinite(med)
+    ax.errorbar(med[ok], y[ok], xerr=[med[ok] - np.nan_to_num(lo[ok], nan=0), hi[ok] - med[ok]], fmt="none",
+                ecolor="0.2", capsize=2, lw=1)
+    for yi, m, top, t in zip(y, med, np.where(ok, hi, shown), g):  # written right of the interval
+        ax.text(top + 0.02 * scan.budget, yi, (stats.fmt_num(m) if np.isfinite(m) else f"> {scan.budget}")
+                + f" ({t['k']}/{t['n']})", va="center", fontsize="x-small")
+    ax.set_title("steps to 99% val acc: Kaplan-Meier median\n(95% CI; k/n reached it)", fontsize="medium")
+    ax.grid(axis="x", alpha=0.3)
+    ax.axvline(scan.budget, color="0.3", lw=0.8, ls=":")
+    ax.set_xlim(0, scan.budget * 1.45)
+    _step_axis(ax, scan.budget)
     axes[0].set_yticks(y, labels, fontsize="small" if n <= 12 else "x-small")
     axes[0].invert_yaxis()
-    fig.suptitle("Per group: mean ± s.e. over runs")
+    fig.suptitle("Per run group")
     return fig
+
+
+def _survival(scan, g, task) -> Figure:
+    """Kaplan-Meier curves of steps to 99% val acc per run group, with 95% bands; log-rank test in the title when
+    the task has several run groups."""
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    times = grok_times(scan.rows, {(task, label): idx for label, idx in g.items()}, scan.budget)
+    for color, (label, t) in zip(_colors(len(g)), times.items()):
+        x, s, lo, hi = t["km"].steps(scan.budget)
+        ax.step(x, s, where="post", color=color, lw=1.6,
+                label=f"{label}: median {stats.fmt_median(t)}, {t['k']}/{t['n']} reached")
+        ax.fill_between(x, lo, hi, step="post", color=color, alpha=0.18, lw=0)
+    ax.axhline(0.5, color="0.4", lw=0.7, ls=":")
+    title = f"{task}: share of runs not yet at 99% val acc (Kaplan-Meier, 95% band)"
+    if len(g) > 1:
+        title += "\n" + stats.fmt_logrank(logrank(scan.rows, g.values(), scan.budget))
+    ax.set(xlabel="update step", ylabel="share not yet at 99% val acc", title=title)
+    ax.title.set_fontsize("medium")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(0, scan.budget)
+    _step_axis(ax, scan.budget)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small", loc="lower left")
+    return fig
+
+
+def logrank(rows, idx_groups, budget) -> dict:
+    """``jgrok.stats.logrank`` of steps to 99% val acc between run groups (row-index lists), censored at the budget."""
+    idx_groups = list(idx_groups)
+    return stats.logrank_steps([column(rows, idx, "step_val_acc_99") for idx in idx_groups],
+                               [column(rows, idx, "reached_val_99") > 0 for idx in idx_groups], budget)
 
 
 def _step_loss(scan, show) -> dict[int, np.ndarray]:
@@ -507,12 +551,8 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
     notes = ([] if row.get("diverged_step") is None else [f"diverged at update {row['diverged_step'] + 1}"]) + \
         ([] if row.get("reached_val_99") else ["never reached 99% val acc"])
     status = f" ({'; '.join(notes)})" if notes else ""
-    fig.suptitle(f"run {rid}: {row['task']}, {seeds}" + ("" if label == "all runs" else f"\n{label}") + status)
+    fig.suptitle(f"run {rid}: {row['task']}, {seeds}" + ("" if label == str(row["task"]) else f"\n{label}") + status)
     return fig
-
-
-def _fmt(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _safe(name: str) -> str:

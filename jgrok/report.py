@@ -1,75 +1,71 @@
 """``python -m jgrok.report OUT [--runs 3,17]``: rebuild OUT/plots/ and write OUT/report.md.
 
-The report holds the config essentials, then per (task, group) the distribution of steps to 99% val acc, the
+The report holds the config essentials, then per run group the distribution of steps to 99% val acc, the
 final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
 
-Definitions (per (task, group); a group = the runs that share every varying non-seed axis value):
+Definitions (per run group = the runs that share every non-seed axis value, labelled as jgrok.rungroup says;
+statistics as jgrok.stats defines them):
   steps to 99% val acc   first eval step with val acc > 0.99 (``step_val_acc_99``); the budget if never
-  n                      runs in the group
+  n                      runs in the run group
   reached                runs whose val acc crossed 0.99 within the budget, as a share of n, with the 95%
                          Wilson score interval for that share
   p10 .. p90, mean, s.e. quantiles (linear interpolation), mean and standard error (sample std / sqrt(k)) of
                          steps to 99% val acc among the k runs that reached it
-  final acc / loss       mean +- s.e. over the group of the last finite evaluation of each run
+  KM median              the Kaplan-Meier median of steps to 99% val acc (runs that never got there censored at the
+                         budget) with its 95% interval; log-rank test between the run groups of a task
+  final acc / loss       mean +- s.e. over the run group of the last finite evaluation of each run
   diverged               runs with a non-empty ``diverged_step`` (0-based index of the first non-finite update)
 """
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots
+from jgrok import plots, stats
 from jgrok.errors import ArgumentParser, ConfigError
 from jgrok.io.results import W_NOTE
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
 FASTEST = 5
+wilson = stats.wilson
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a share k/n (with n = 0: (0, 1))."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)  # exact at the ends
-
-
-def distribution_stats(summary_rows: list[dict], group_keys: list[str]) -> list[dict]:
-    """One dict per (task, group) with the numbers of the module docstring (NaN where no run reached 99%).
-    Rows may hold strings (as csv.DictReader gives them) or parsed values."""
+def distribution_stats(summary_rows: list[dict], group_keys: list[str], budget: int | None = None) -> list[dict]:
+    """One dict per run group with the numbers of the module docstring (``jgrok.stats.grok_time``'s keys plus task,
+    group, reached = k, ci_lo/ci_hi = the share's Wilson interval, diverged). Rows may hold strings (as
+    csv.DictReader gives them) or parsed values; the budget defaults to the largest step_val_acc_99."""
     rows = plots.parse_rows(summary_rows)
+    budget = budget if budget is not None else max(int(r["step_val_acc_99"]) for r in rows)
+    by_group = plots.groups(rows, list(group_keys))
     out = []
-    for (task, label), idx in plots.groups(rows, list(group_keys)).items():
-        members = [rows[i] for i in idx]
-        steps = np.array([m["step_val_acc_99"] for m in members if m["reached_val_99"]], float)
-        k, n = len(steps), len(members)
-        q = np.percentile(steps, [10, 25, 50, 75, 90]) if k else np.full(5, np.nan)
-        lo, hi = wilson(k, n)
-        out.append(dict(task=task, group=label, n=n, reached=k, share=k / n, ci_lo=lo, ci_hi=hi,
-                        p10=q[0], p25=q[1], p50=q[2], p75=q[3], p90=q[4],
-                        mean=steps.mean() if k else np.nan,
-                        se=steps.std(ddof=1) / math.sqrt(k) if k > 1 else np.nan,
-                        diverged=sum(m.get("diverged_step") is not None for m in members)))
+    for ((task, label), idx), g in zip(by_group.items(), plots.grok_times(rows, by_group, budget).values()):
+        out.append(dict(g, task=task, group=label, reached=g["k"], ci_lo=g["share_lo"], ci_hi=g["share_hi"],
+                        diverged=sum(rows[i].get("diverged_step") is not None for i in idx)))
     return out
 
 
-def distribution_table(summary_rows: list[dict], group_keys: list[str]) -> str:
-    """Steps to 99% val acc per (task, group) as a Markdown table (readable as plain text too)."""
-    head = ["task", "group", "n", "reached 99% val (95% CI)", "p10", "p25", "median", "p75", "p90",
-            "mean ± s.e.", "diverged"]
+def distribution_table(summary_rows: list[dict], group_keys: list[str], budget: int | None = None) -> str:
+    """Steps to 99% val acc per run group as a Markdown table (readable as plain text too)."""
+    head = ["run group", "n", "reached 99% val (95% CI)", "p10", "p25", "median", "p75", "p90",
+            "mean ± s.e.", "KM median (95% CI)", "diverged"]
     body = []
-    for s in distribution_stats(summary_rows, group_keys):
-        share = f"{s['reached']}/{s['n']} = {100 * s['share']:.1f}% ({100 * s['ci_lo']:.1f}–{100 * s['ci_hi']:.1f}%)"
-        body.append([s["task"], s["group"], s["n"], share,
+    for s in distribution_stats(summary_rows, group_keys, budget):
+        body.append([s["group"], s["n"], stats.fmt_share(s["k"], s["n"]),
                      *(_int(s[q]) for q in ("p10", "p25", "p50", "p75", "p90")),
-                     _pm(s["mean"], s["se"], "{:.0f}"), s["diverged"]])
+                     stats.fmt_pm(s["mean"], s["se"], "{:.0f}"), stats.fmt_median(s), s["diverged"]])
     return _table(head, body)
+
+
+def survival_lines(rows, by_group, budget) -> list[str]:
+    """Per task with several run groups: the log-rank test of steps to 99% val acc between them."""
+    md = []
+    for task in dict.fromkeys(t for t, _ in by_group):
+        g = [idx for (t, _), idx in by_group.items() if t == task]
+        if len(g) > 1:
+            md.append(f"- {task}, {len(g)} run groups: {stats.fmt_logrank(plots.logrank(rows, g, budget))}")
+    return md
 
 
 def build_regression_report(out_dir) -> Path:
@@ -114,14 +110,20 @@ def build_report(out_dir, runs=None) -> Path:
           + (f", evaluated every {train['eval_every']}" if train.get("eval_every") else "")
           + (f", batch size {train['batch_size']}" if train.get("batch_size") else ""),
           f"- lanes W: {lanes[0] if isinstance(lanes, list) and len(lanes) == 1 else lanes}; {W_NOTE}",
-          f"- runs: {len(rows)} in {len(by_group)} group(s)"
-          + (f" by {', '.join(keys)}" if keys else "") + "; seeds are replicates within a group",
+          f"- runs: {len(rows)} in {len(by_group)} run group(s)"
+          + (f" by {', '.join(keys)}" if keys else "") + "; seeds are replicates within a run group",
           "", "Steps to 99% val acc = first eval step with val acc > 0.99 (the budget if never). Quantiles, mean "
-          "and s.e. (sample std / sqrt(k)) are over the k runs that reached it; the interval is the 95% Wilson "
-          "interval of the share that reached it.", "",
-          "## Steps to 99% val acc", "", distribution_table(rows, keys), "",
+          "and s.e. (sample std / sqrt(k)) are among the k runs that reached it; the interval of the share is its "
+          "95% Wilson interval. KM median: the Kaplan-Meier median, which counts the runs that never got there as "
+          "censored at the budget (not as reaching it there), with its 95% interval (jgrok.stats).", "",
+          "## Steps to 99% val acc", "", distribution_table(rows, keys, scan.budget), "",
+          "## Time to grokking (Kaplan-Meier)", "",
+          "The share of runs not yet at 99% val acc against update steps, per run group, with 95% bands: "
+          "`plots/survival_<task>.png`. A log-rank test compares the whole curves of a task's run groups "
+          "(censoring included), which the mean of censored values cannot.", "",
+          *(survival_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
-          f"## Fastest runs ({FASTEST} per group, among those that reached 99% val acc)", "",
+          f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
     from jgrok.io import results
 
@@ -147,13 +149,16 @@ def build_report(out_dir, runs=None) -> Path:
 
 # file-name prefix of a per-task figure -> its caption
 CAPTIONS = {
-    "train_loss": "Train loss (mean over the updates since the previous evaluation) per group: mean ± s.e. over runs.",
-    "val_loss": "Validation loss per group: mean ± s.e. over runs.",
-    "train_acc": "Train accuracy per group: mean ± s.e. over runs.",
-    "val_acc": "Validation accuracy per group: mean ± s.e. over runs.",
+    "train_loss": "Train loss (mean over the updates since the previous evaluation) per run group: mean ± s.e. "
+                  "over runs.",
+    "val_loss": "Validation loss per run group: mean ± s.e. over runs.",
+    "train_acc": "Train accuracy per run group: mean ± s.e. over runs.",
+    "val_acc": "Validation accuracy per run group: mean ± s.e. over runs.",
     "quantiles": "Median and 10–90% band across runs of train and val accuracy, with a few single runs.",
     "steps_hist": "Histogram of steps to 99% val acc; runs that never got there form the hatched bar.",
     "steps_ecdf": "Share of runs that reached 99% val acc by each step.",
+    "survival": "Kaplan-Meier: share of runs not yet at 99% val acc by each step, 95% band; the legend gives each run "
+                "group's median with its interval, the title the log-rank test between run groups.",
 }
 
 
@@ -176,8 +181,9 @@ def _plots_md(paths, tasks) -> str:
             prefix = next((k for k in CAPTIONS if p.stem.startswith(k + "_")), None)
             md += [f"![{p.stem}](plots/{p.name})", ""] + ([f"*{CAPTIONS[prefix]}*", ""] if prefix else [])
     if summary:
-        md += ["### Summary", ""] + [f"![{p.stem}](plots/{p.name})\n\n*Final train and val accuracy and mean "
-                                      "steps to 99% val acc per group (mean ± s.e. over runs).*\n" for p in summary]
+        md += ["### Summary", ""] + [f"![{p.stem}](plots/{p.name})\n\n*Final train and val accuracy (mean ± s.e. "
+                                      "over runs) and the Kaplan-Meier median of steps to 99% val acc (95% interval; "
+                                      "k/n reached it) per run group.*\n" for p in summary]
     if runs:
         md += ["### Single runs", "", "The fastest, the median and the slowest run by steps to 99% val acc (and any "
                "asked for with --runs): losses, accuracies and weight norms on one step axis.", ""]
@@ -186,7 +192,7 @@ def _plots_md(paths, tasks) -> str:
 
 
 def _finals(rows, by_group) -> str:
-    head = ["task", "group", "n", "train acc", "val acc", "train loss", "val loss", "weight norm"]
+    head = ["run group", "n", "train acc", "val acc", "train loss", "val loss", "weight norm"]
     body = []
     for (task, label), idx in by_group.items():
         cells = []
@@ -195,31 +201,29 @@ def _finals(rows, by_group) -> str:
             if key not in rows[0]:
                 cells.append("–")
                 continue
-            v = plots.column(rows, idx, key)[:, None]
-            mean, se = plots.mean_se(v)
-            cells.append(_pm(mean[0], se[0] if np.isfinite(v).sum() > 1 else np.nan, fmt))
-        body.append([task, label, len(idx), *cells])
+            cells.append(stats.fmt_pm(*stats.mean_se(plots.column(rows, idx, key)), fmt))
+        body.append([label, len(idx), *cells])
     return _table(head, body)
 
 
 def _fastest(rows, by_group) -> str:
     seeds = [c for c in plots.SEED_COLUMNS if c in rows[0] and (c == "seed" or any(r[c] != r["seed"] for r in rows))]
-    head = ["task", "group", "run", *seeds, "steps to 99% val", "steps to 99% train", "grok delay", "final val acc"]
+    head = ["run group", "run", *seeds, "steps to 99% val", "steps to 99% train", "grok delay", "final val acc"]
     body = []
     for (task, label), idx in by_group.items():
         done = sorted((rows[i] for i in idx if rows[i]["reached_val_99"]),
                       key=lambda r: (r["step_val_acc_99"], r["run"]))
         for r in done[:FASTEST]:
             trained = bool(r.get("reached_train_99"))  # grok delay is only meaningful when train acc got there
-            body.append([task, label, r["run"], *(r[s] for s in seeds), r["step_val_acc_99"],
+            body.append([label, r["run"], *(r[s] for s in seeds), r["step_val_acc_99"],
                          r["step_train_acc_99"] if trained else "never", r.get("grok_delay", "–") if trained else "–",
                          _num(r["final_val_acc"], "{:.3f}")])
     return _table(head, body) if body else "No run reached 99% val acc."
 
 
 def _diverged(diverged, keys) -> str:
-    head = ["run", "task", "group", "seed", "diverged at update", "final train loss", "final val acc"]
-    body = [[r["run"], r["task"], plots.group_label(r, keys), r.get("seed", "–"), r["diverged_step"] + 1,
+    head = ["run", "run group", "seed", "diverged at update", "final train loss", "final val acc"]
+    body = [[r["run"], plots.group_label(r, keys), r.get("seed", "–"), r["diverged_step"] + 1,
              _num(r.get("final_train_loss"), "{:.3g}"), _num(r["final_val_acc"], "{:.3f}")] for r in diverged]
     return _table(head, body)
 
@@ -236,12 +240,6 @@ def _num(v, fmt) -> str:
 
 def _int(v) -> str:
     return _num(v, "{:.0f}")
-
-
-def _pm(mean, se, fmt) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    return fmt.format(mean) + ("" if not np.isfinite(se) else " ± " + fmt.format(se))
 
 
 def _parse_runs(text: str) -> list[int]:

@@ -256,8 +256,8 @@ def check_space(out: Path, need: int) -> None:
     except OSError:
         return
     if free < need:
-        raise StorageError(f"Output folder {out} has {free / 2**20:,.1f} MiB free but this scan writes about "
-                           f"{need / 2**20:,.1f} MiB (checkpoints and results); free space or choose another --out.")
+        raise StorageError(f"Output folder {out} has {human_bytes(free)} free but this scan writes about "
+                           f"{human_bytes(need)} (checkpoints and results); free space or choose another --out.")
 
 
 def main(argv=None, *, hard_exit: bool = False) -> int:
@@ -340,6 +340,10 @@ def _main(argv, stop) -> int:
     if only is not None:
         keep = set(grid.parse_ids(str(only), len(rows)))
         rows = [r for r in rows if r["run"] in keep]
+    from jgrok.io import tb
+
+    if args.resume is None:  # checked when the scan began (a shard's saved --only holds its own runs alone)
+        tb.check_runs(cfg.engine.tb_runs, [r["run"] for r in rows])
     n_dev = engine.n_devices()
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
     # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
@@ -359,25 +363,26 @@ def _main(argv, stop) -> int:
     if args.dry_run:
         print(config_mod.dump(cfg), end="")
         print(f"# runs: {len(rows)} in {len(progs)} program(s) on {engine.platform()}")
+        for line in runs_table(rows):
+            print("#   " + line)
         for prog, table, members in progs:
             W = lanes[id(prog)]
             per = engine.per_run_bytes(prog)
+            mem = f"estimated device memory {human_bytes(per)} per run, {human_bytes(per * W)} per device"
             if prog.kind == "regress":
                 tr = prog.cfg.train
                 print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
                       f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
                       f"{prog.cfg.model.blocks} blocks, {table.n_vocab} input features), {table.describe()}; "
                       f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
-                      f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), estimated "
-                      f"device memory {per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
-                continue
-            variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
-            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
-                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
-                  f"({table.n_train} train), "
-                  f"lanes W = {W} x {n_dev} device(s), estimated device memory "
-                  f"{per / 2**20:.1f} MiB per run, {per * W / 2**30:.2f} GiB per device")
-        print(f"# disk: about {disk_bytes(progs, cfg.engine.checkpoint_every) / 2**20:,.1f} MiB at most "
+                      f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
+            else:
+                variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
+                print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
+                      f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
+                      f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
+            print("#   " + time_estimate(prog, len(members), W, n_dev))
+        print(f"# disk: about {human_bytes(disk_bytes(progs, cfg.engine.checkpoint_every))} at most "
               "(checkpoints and results)")
         return 0
 
@@ -412,7 +417,7 @@ def _main(argv, stop) -> int:
         check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
     resume_hint = f"python -m jgrok.scan --resume {out}"
 
-    from jgrok.io import checkpoint, tb
+    from jgrok.io import checkpoint
 
     t0 = time.perf_counter()
     logger = None
@@ -454,6 +459,7 @@ def _main(argv, stop) -> int:
                 write_config(out, cfg, W, only, (proc, n_proc) if n_proc > 1 else None)
         cfg_text = (out / "config.yaml").read_text()
         wall = time.perf_counter() - t0
+        record_rates(done, n_dev)
         summary = results.save_scan(out, cfg_text, done)
         if logger is not None:
             logger.close(summary)
@@ -473,9 +479,13 @@ def _main(argv, stop) -> int:
                            f"({checkpoint.reason(e)}); free space and run: python -m jgrok.report {out}") from None
     summary = results.read_summary(out / "summary.csv")
     budget = done[0].prog.cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
-    n_steps = sum(len(d.rows) * d.prog.cfg.train.steps for d in done)
-    print(f"\n{len(rows)} runs x {budget} updates in {wall:.1f} s "
-          f"({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
+    # seed-steps this process trained: a resumed scan counts from its checkpoint, not from update 0
+    n_steps = sum(len(d.rows) * (d.prog.cfg.train.steps - d.start_step) for d in done)
+    resumed_at = sorted({d.start_step for d in done})
+    trained = (f"{len(rows)} runs x {budget} updates in {wall:.1f} s" if resumed_at == [0] else
+               f"{len(rows)} runs x {budget} updates, resumed at update {'/'.join(map(str, resumed_at))}: "
+               f"this process trained {n_steps:,} seed-steps in {wall:.1f} s")
+    print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     for line in results.distribution_lines(_typed(summary), budget):
         print(line)
@@ -484,6 +494,59 @@ def _main(argv, stop) -> int:
         print(f"Process {proc} of {n_proc} wrote its shard to {out}; once every process has finished, "
               f"python -m jgrok.report {out.parent.parent} merges the shards.")
     return 0
+
+
+def human_bytes(n: float) -> str:
+    """'512 B', '3.40 KiB', '22.0 GiB', '512 MiB': binary units, three significant digits."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            break
+        n /= 1024
+    digits = 0 if unit == "B" or n >= 100 else 1 if n >= 10 else 2
+    return f"{n:.{digits}f} {unit}"
+
+
+def runs_table(rows: list[dict], edge: int = 10) -> list[str]:
+    """'run <id>: <axis>=<value> ...' for every run (the run id is what --only and --tb-runs take), with the axes
+    that vary and the seeds; the first and the last ``edge`` runs when there are more than 2 x edge."""
+    from jgrok import rungroup
+
+    axes = ["task"] * (len({r["task"] for r in rows}) > 1) + rungroup.axes(rows) + rungroup.seed_columns(rows)
+    width = len(str(max(r["run"] for r in rows)))
+    line = lambda r: f"run {r['run']:>{width}}: " + " ".join(  # noqa: E731
+        f"{a}={rungroup.value_text(r[a])}" for a in axes)
+    if len(rows) <= 2 * edge:
+        return [line(r) for r in rows]
+    return ([line(r) for r in rows[:edge]] + [f"... ({len(rows) - 2 * edge} runs more) ..."]
+            + [line(r) for r in rows[-edge:]])
+
+
+def time_estimate(prog, n_runs: int, W: int, n_dev: int) -> str:
+    """The dry run's compile and train estimate from a past scan of the same program (jgrok.io.rates)."""
+    from jgrok import engine
+    from jgrok.io import rates
+
+    K = min(prog.cfg.engine.chunk, prog.cfg.train.steps)
+    entry = rates.lookup(rates.key(engine.program_key(prog, K), W, engine.platform()))
+    if entry is None:
+        return ("time: no estimate (no scan of this program at this W has finished on this machine yet; the first "
+                "progress line after compilation shows the rate)")
+    comp, total = rates.estimate(entry, n_runs, prog.cfg.train.steps, W, n_dev)
+    return (f"time: about {comp:.0f} s for the first chunk (compilation included) and {total:.0f} s in all, from "
+            f"{entry['seed_steps_per_s']:,.0f} seed-steps/s measured on {entry['date']} over {entry['runs']} runs "
+            "(early stops make it shorter)")
+
+
+def record_rates(done: list, n_dev: int) -> None:
+    """Keep each program's measured speed for later dry runs (jgrok.io.rates)."""
+    from jgrok import engine
+    from jgrok.io import rates
+
+    for d in done:
+        K = min(d.prog.cfg.engine.chunk, d.prog.cfg.train.steps)
+        if d.start_step == 0:  # a resumed scan's first chunk restores rather than starts
+            rates.record(rates.key(engine.program_key(d.prog, K), d.lanes, engine.platform()), d.first_chunk_s,
+                         d.rate, len(d.rows), K)
 
 
 def write_config(out: Path, cfg, W: int, only, process: tuple[int, int] | None) -> None:

@@ -4,6 +4,7 @@ so tests that use the same config and lane width compile once per session."""
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JGROK_RATES", "off")  # tests keep no speed cache in the home folder (jgrok.io.rates)
 
 import pytest  # noqa: E402
 

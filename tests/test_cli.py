@@ -35,9 +35,10 @@ def test_results_folder(finished):
     assert m["val_acc"].shape == (6, 3) and list(m["eval_step"]) == [4, 8, 12]
     assert m["step_loss"].shape == (6, 12) and np.isfinite(m["step_loss"]).all()
     info = json.loads((finished / "final_info.json").read_text())
-    assert set(info) == {"x_plus_y|wd=0.5", "x_plus_y|wd=1.0"}
-    block = info["x_plus_y|wd=0.5"]
-    assert set(block) == {"means", "stderrs", "final_info_dict"}
+    assert set(info) == {"x_plus_y wd=0.5", "x_plus_y wd=1"}  # the run-group labels of jgrok.rungroup
+    block = info["x_plus_y wd=0.5"]
+    assert set(block) == {"means", "stderrs", "final_info_dict", "definitions"}
+    assert "template's formula" in block["definitions"]["stderrs"]
     assert set(block["means"]) == {f"{k}_mean" for k in results.FINAL_KEYS}
     assert set(block["stderrs"]) == {f"{k}_stderr" for k in results.FINAL_KEYS}
     assert all(len(v) == 3 for v in block["final_info_dict"].values())

@@ -49,12 +49,12 @@ def test_diverged_run_in_summary_printout_and_report(tmp_path, capsys):
     assert len(bad) == 2 and all(r["diverged_step"] != "" for r in bad) and all(r["diverged_step"] == "" for r in good)
     for r in bad:
         assert f"run {r['run']} (seed {r['seed']}) at update {int(r['diverged_step']) + 1}" in printed
-    assert "x_plus_y|lr=1000.0: 0/2 runs reached 99% val acc (0.0%), 2 diverged" in printed
+    assert "x_plus_y lr=1000: 0/2 = 0.0% (95% CI 0.0–65.8%) of runs reached 99% val acc, 2 diverged" in printed
     assert report.main([str(with_bad)]) == 0
     md = (with_bad / "report.md").read_text()
     assert "## Diverged runs (2)" in md
     for r in bad:
-        assert f"| {r['run']} | x_plus_y | lr=1000 | {r['seed']} | {int(r['diverged_step']) + 1} |" in md
+        assert f"| {r['run']} | x_plus_y lr=1000 | {r['seed']} | {int(r['diverged_step']) + 1} |" in md
     # the other runs: same rows of summary.csv and metrics.npz, bit for bit
     assert good == results.read_summary(without / "summary.csv")
     a, b = np.load(with_bad / "metrics.npz"), np.load(without / "metrics.npz")

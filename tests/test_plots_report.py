@@ -124,7 +124,7 @@ def test_every_plot_is_a_png(wd_scan):
     ranked = sorted(summary, key=lambda r: (r["step_val_acc_99"], r["run"]))
     shown = {ranked[0]["run"], ranked[(len(ranked) - 1) // 2]["run"], ranked[-1]["run"]}
     expected = {f"{k}_x_div_y.png" for k in ("train_loss", "val_loss", "train_acc", "val_acc", "quantiles",
-                                             "steps_hist", "steps_ecdf")} | {"summary_plot.png"}
+                                             "steps_hist", "steps_ecdf", "survival")} | {"summary_plot.png"}
     expected |= {f"run_{r}.png" for r in shown}
     assert set(_names(out)) == expected
     _check_pngs((out / "plots").iterdir())
@@ -136,24 +136,25 @@ def test_report_tables(wd_scan):
     for heading in ("## Steps to 99% val acc", "## Final values", "## Fastest runs", "## Diverged runs (1)",
                     "## Plots"):
         assert heading in md
-    assert "updates per run (budget): 600" in md and "lanes W: 8" in md and "runs: 20 in 2 group(s) by wd" in md
+    assert "updates per run (budget): 600" in md and "lanes W: 8" in md and "runs: 20 in 2 run group(s) by wd" in md
     summary = plots.parse_rows(list(csv.DictReader(open(out / "summary.csv"))))
     for wd in (0.1, 1.0):
         members = [r for r in summary if r["wd"] == wd]
         reached = [r["step_val_acc_99"] for r in members if r["reached_val_99"]]
-        line = next(ln for ln in md.splitlines() if ln.startswith(f"| x_div_y | wd={wd:g} | 10 | "))
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| x_div_y wd={wd:g} | 10 | "))
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert cells[3].startswith(f"{len(reached)}/10 = ")
-        assert cells[6] == f"{np.percentile(reached, 50):.0f}"
-        assert cells[9].startswith(f"{np.mean(reached):.0f} ± ")
-    assert "| 3 | x_div_y | wd=0.1 | 3 | 251 |" in md  # diverged run: update 251 = index 250
+        assert cells[2].startswith(f"{len(reached)}/10 = ")
+        assert cells[5] == f"{np.percentile(reached, 50):.0f}"
+        assert cells[8].startswith(f"{np.mean(reached):.0f} ± ")
+    assert "| 3 | x_div_y wd=0.1 | 3 | 251 |" in md  # diverged run: update 251 = index 250
+    assert "## Time to grokking (Kaplan-Meier)" in md and "- x_div_y, 2 run groups: log-rank chi² = " in md
     for link in [ln for ln in md.splitlines() if ln.startswith("![")]:
         assert (out / link[link.index("(") + 1:-1]).is_file()
     # fastest runs: 5 per group, in order of steps to 99% val acc
     wd01 = sorted((r for r in summary if r["wd"] == 0.1 and r["reached_val_99"]),
                   key=lambda r: (r["step_val_acc_99"], r["run"]))[:5]
-    fast = [ln for ln in md.split("## Fastest runs")[1].splitlines() if ln.startswith("| x_div_y | wd=0.1 |")]
-    assert [int(ln.split("|")[3]) for ln in fast] == [r["run"] for r in wd01]
+    fast = [ln for ln in md.split("## Fastest runs")[1].splitlines() if ln.startswith("| x_div_y wd=0.1 |")]
+    assert [int(ln.split("|")[2]) for ln in fast] == [r["run"] for r in wd01]
 
 
 def test_distribution_stats_and_wilson():
@@ -166,11 +167,11 @@ def test_distribution_stats_and_wilson():
             for i, (w, s) in enumerate([(0.1, 100), (0.1, 300), (0.1, 1000), (1, 50), (1, 70)])]
     rows = [{k: str(v) for k, v in r.items()} for r in rows]  # as csv.DictReader gives them
     a, b = report.distribution_stats(rows, ["wd"])
-    assert (a["group"], a["n"], a["reached"], a["p50"], a["mean"]) == ("wd=0.1", 3, 2, 200, 200)
+    assert (a["group"], a["n"], a["reached"], a["p50"], a["mean"]) == ("t wd=0.1", 3, 2, 200, 200)
     assert math.isclose(a["se"], np.std([100, 300], ddof=1) / math.sqrt(2))
-    assert (b["group"], b["reached"], b["p10"], b["diverged"]) == ("wd=1", 2, 52, 0)
+    assert (b["group"], b["reached"], b["p10"], b["diverged"]) == ("t wd=1", 2, 52, 0)
     table = report.distribution_table(rows, ["wd"])
-    assert table.splitlines()[2].startswith("| t | wd=0.1 | 3 | 2/3 = 66.7% (")
+    assert table.splitlines()[2].startswith("| t wd=0.1 | 3 | 2/3 = 66.7% (")
 
 
 def test_mean_se_with_nan_tail():
@@ -185,7 +186,7 @@ def test_mean_se_with_nan_tail():
 def test_group_keys_ignore_seeds_and_constants():
     rows = [dict(BASE, run=i, seed=i, split_seed=i + 1, wd=0.1, lr=lr) for i, lr in enumerate([1e-3, 1e-3, 3e-4])]
     assert plots.group_keys(rows) == ["lr"]
-    assert list(plots.groups(rows, ["lr"])) == [("x_div_y", "lr=0.0003"), ("x_div_y", "lr=0.001")]
+    assert list(plots.groups(rows, ["lr"])) == [("x_div_y", "x_div_y lr=0.0003"), ("x_div_y", "x_div_y lr=0.001")]
 
 
 def test_nan_tail_runs(tmp_path):
@@ -197,16 +198,16 @@ def test_nan_tail_runs(tmp_path):
     assert {"run_0.png", "run_4.png"} <= set(_names(tmp_path))
     _check_pngs((tmp_path / "plots").iterdir())
     md = (tmp_path / "report.md").read_text()
-    assert "| x_div_y | wd=0.1 | 3 | 0/3 = 0.0% (" in md and "## Diverged runs (4)" in md
+    assert "| x_div_y wd=0.1 | 3 | 0/3 = 0.0% (95% CI 0.0–56.1%)" in md and "## Diverged runs (4)" in md
 
 
 def test_single_run_scan(tmp_path):
     write_scan(tmp_path, {"seed": [7]})
     assert report.main([str(tmp_path)]) == 0
-    assert "run_0.png" in _names(tmp_path) and len(_names(tmp_path)) == 9
+    assert "run_0.png" in _names(tmp_path) and len(_names(tmp_path)) == 10
     _check_pngs((tmp_path / "plots").iterdir())
     md = (tmp_path / "report.md").read_text()
-    assert "runs: 1 in 1 group(s); seeds" in md and "| x_div_y | all runs | 1 | 1/1 = 100.0% (" in md
+    assert "runs: 1 in 1 run group(s); seeds" in md and "| x_div_y | 1 | 1/1 = 100.0% (" in md
     assert "Diverged" not in md
 
 
@@ -220,7 +221,7 @@ def test_two_axes_and_two_tasks(tmp_path):
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
     assert plots.group_keys(summary) == ["wd", "init"]
     table = report.distribution_table(summary, ["wd", "init"])
-    assert "| x_plus_y | wd=1, init=xavier_uniform | 3 |" in table and len(table.splitlines()) == 2 + 8
+    assert "| x_plus_y wd=1 init=xavier_uniform | 3 |" in table and len(table.splitlines()) == 2 + 8
 
 
 def test_npz_rows_reads_only_rows(tmp_path):
@@ -275,7 +276,7 @@ def test_report_groups_figures_with_captions(tmp_path):
         assert heading in plots_md
     x_plus_y = plots_md.split("### x_plus_y")[1].split("###")[0]
     assert "(plots/val_acc_x_plus_y.png)" in x_plus_y and "x_div_y" not in x_plus_y
-    assert "*Validation accuracy per group: mean ± s.e. over runs.*" in x_plus_y
+    assert "*Validation accuracy per run group: mean ± s.e. over runs.*" in x_plus_y
     links = [ln for ln in md.splitlines() if ln.startswith("![")]
     assert len(links) == len(_names(tmp_path))  # every figure once
     assert f"tensorboard --logdir {tmp_path / 'tb'}" in md

@@ -20,6 +20,8 @@ def test_stop_and_resume_is_bit_identical(tmp_path):
         engine.train_program(prog, table, members, 2, progress=False, ckpt=mngr, should_stop=lambda: True)
     assert e.value.step == 6 and mngr.latest_step() == 6
     resumed = engine.train_program(prog, table, members, 2, progress=False, ckpt=checkpoint.manager(tmp_path, 0))
+    assert (whole.start_step, resumed.start_step) == (0, 6)
+    assert whole.first_chunk_s > 0 and whole.rate > 0 and np.isnan(resumed.rate)  # resumed: one chunk, no rate
     for a, b in zip(jax.tree.leaves(whole.final_params), jax.tree.leaves(resumed.final_params)):
         np.testing.assert_array_equal(a, b)
     for k in whole.metrics:
@@ -64,7 +66,9 @@ def test_partial_and_damaged_checkpoints_are_skipped(tmp_path, capsys):
     (ck / "9").mkdir()
     (ck / "9" / "_CHECKPOINT_METADATA").write_text("{not json")
     assert scan.main(["--resume", str(out), "--quiet"]) == 0
-    err = capsys.readouterr().err
+    printed, err = capsys.readouterr()
+    # the rate is that of what this process trained: updates 7..12 of 2 runs
+    assert "2 runs x 12 updates, resumed at update 6: this process trained 12 seed-steps in " in printed
     assert "Checkpoint" in err and "/9 cannot be read; resuming from update 6" in err
     assert not [c for c in ck.iterdir() if "tmp" in c.name]
     assert (ck / "9.damaged").is_dir() and (ck / "12").is_dir()  # set aside, not deleted

@@ -32,7 +32,7 @@ def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
     runs_of = {("x_plus_y", "0.5"): [0, 1, 2], ("x_plus_y", "1"): [3, 4, 5],
                ("x_minus_y", "0.5"): [6, 7, 8], ("x_minus_y", "1"): [9, 10, 11]}
     for (task, wd), members in runs_of.items():
-        acc = _read(out / "tb" / task / f"wd={wd}")
+        acc = _read(out / "tb" / f"{task} wd={wd}")  # the run-group label of results and plots
         tags = set(acc.Tags()["scalars"])
         assert {f"{t}/{s}" for t in tb.TAGS.values() for s in tb.STATS} == tags
         assert "accuracy/val/median" in tags and "weight_norm/q10" in tags
@@ -47,8 +47,20 @@ def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
         assert [h.step for h in hist] == [4, 8, 12]
         assert hist[-1].histogram_value.num == len(members)
     run_dirs = sorted(p.name for p in (out / "tb").iterdir() if p.name.startswith("run_"))
-    assert run_dirs == ["run_01", "run_02", "run_07"]  # zero-padded, so that TensorBoard lists them in order
-    acc = _read(out / "tb" / "run_07")
+    # zero-padded, so that TensorBoard lists them in order; named by their axis values
+    assert run_dirs == ["run_01 x_plus_y wd=0.5 seed=1", "run_02 x_plus_y wd=0.5 seed=2",
+                        "run_07 x_minus_y wd=0.5 seed=1"]
+    # Custom Scalars: one margin chart per metric, median between q10 and q90
+    first = _read(out / "tb" / "x_plus_y wd=0.5")
+    assert "custom_scalars__config__" in first.Tags()["tensors"]
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    layout = layout_pb2.Layout.FromString(first.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {c.title: c.margin.series[0] for cat in layout.category for c in cat.chart}
+    assert set(charts) == set(tb.TAGS.values())
+    s = charts["accuracy/val"]
+    assert (s.value, s.lower, s.upper) == ("accuracy/val/median", "accuracy/val/q10", "accuracy/val/q90")
+    acc = _read(out / "tb" / "run_07 x_minus_y wd=0.5 seed=1")
     assert set(tb.TAGS.values()) | {tb.STEPS_TAG} == set(acc.Tags()["scalars"])
     np.testing.assert_allclose([e.value for e in acc.Scalars("loss/train")], m["train_loss"][7], rtol=1e-6)
     np.testing.assert_allclose([e.value for e in acc.Scalars("accuracy/val")], m["val_acc"][7], rtol=1e-6)
@@ -73,21 +85,27 @@ def test_tensorboard_off_and_no_chosen_runs(tmp_path):
     none = tmp_path / "none"
     assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--tb-runs", "none", "--out", str(none)]) == 0
     assert sorted(p.name for p in (none / "tb").iterdir()) == ["x_plus_y"]
-    assert sorted(p.name for p in (none / "tb" / "x_plus_y").iterdir()) == ["all"]
-    assert "accuracy/val/median" in _read(none / "tb" / "x_plus_y" / "all").Tags()["scalars"]
+    assert "accuracy/val/median" in _read(none / "tb" / "x_plus_y").Tags()["scalars"]
 
 
 def test_bad_tb_runs_is_one_sentence(capsys):
     assert scan.main(TINY_ARGS + ["--tb-runs", "some", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "tb_runs" in err
+    # an id the scan does not have is refused as --only refuses it (it used to be ignored silently)
+    assert scan.main(TINY_ARGS + ["--seeds", "0:8", "--tb-runs", "3,99", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "run 99, which is not in this scan (runs 0 to 7)" in err
+    assert scan.main(TINY_ARGS + ["--seeds", "0:8", "--only", "0:4", "--tb-runs", "5", "--dry-run"]) == 2
+    assert "run 5, which is not in this scan (runs 0 to 3)" in capsys.readouterr().err
 
 
 def test_group_names():
     row = {"task": "x_div_y", "wd": 0.5, "init": "xavier_uniform", "lr": 1e-3}
-    assert tb.group_name(row, ["wd", "init"]) == "x_div_y/wd=0.5,init=xavier_uniform"
-    assert tb.group_name(row, ["lr"]) == "x_div_y/lr=0.001"
-    assert tb.group_name(row, []) == "x_div_y/all"
+    assert tb.group_name(row, ["wd", "init"]) == "x_div_y wd=0.5 init=xavier_uniform"
+    assert tb.group_name(row, ["lr"]) == "x_div_y lr=0.001"
+    assert tb.group_name(row, []) == "x_div_y"
+    assert tb.group_name(dict(row, wd=1.0), ["wd"]) == tb.group_name(dict(row, wd="1.0"), ["wd"]) == "x_div_y wd=1"
     assert tb.parse_runs("none") == set() and tb.parse_runs("0:3,7") == {0, 1, 2, 7}
     rows = [{"task": "t", "seed": s, "split_seed": s, "order_seed": 0, "wd": w} for s in (0, 1) for w in (0.1, 1.0)]
     assert tb.hparam_keys(rows, ["wd"]) == ["task", "seed", "order_seed", "wd"]
@@ -108,10 +126,10 @@ def test_a_resumed_scan_replaces_the_steps_logged_after_its_checkpoint(tmp_path)
     second = tb.Logger(tmp_path, rows, "0:2", [])
     second.log(np.array([12, 16]), values(2, 10.0), [0, 1])
     second.close()
-    for run in ("x_plus_y/all", "run_1"):
-        tag = "loss/val/mean" if run.endswith("all") else "loss/val"
+    for run in ("x_plus_y", "run_1 seed=1"):
+        tag = "loss/val/mean" if run == "x_plus_y" else "loss/val"
         events = _read(tmp_path / "tb" / run).Scalars(tag)
-        expect = [0.5, 0.5, 10.5, 10.5] if run.endswith("all") else [1, 1, 11, 11]
+        expect = [0.5, 0.5, 10.5, 10.5] if run == "x_plus_y" else [1, 1, 11, 11]
         assert [(e.step, e.value) for e in events] == list(zip([4, 8, 12, 16], expect))
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots
+from jgrok import plots, stats
 from jgrok.analysis import spikes as spikes_mod
 
 
@@ -63,8 +63,10 @@ def _safe(s: str) -> str:
 def seed_section(g: str, lay, res: dict, anova: dict | None, anova_so: dict | None, tdir: Path, pdir: Path,
                  budget: int) -> list[str]:
     md = [f"### {g}", ""]
-    md.append(f"{res['n']} runs; {pct(res['rate'])} reached 99% val acc ({res['censored']} never did: censored at "
-              f"the budget {budget}); median steps among those that did: {num(res['median_steps'], '{:.0f}')}.")
+    k = res["n"] - res["censored"]
+    md.append(f"{stats.fmt_share(k, res['n'])} of runs reached 99% val acc ({res['censored']} never did: censored "
+              f"at the budget {budget}); median steps {stats.REACHED_NOTE.format(k=k)}: "
+              f"{num(res['median_steps'], '{:.0f}')}.")
     md.append(f"Super runs (steps <= {res['factor']:.3g} x reference median {res['reference_median']:.0f} = "
               f"{res['threshold']:.0f}): **{res['n_super']} = {pct(res['share'])}** (95% CI {ci(*res['ci'])}, "
               f"{res['ci_method']}).")
@@ -74,7 +76,8 @@ def seed_section(g: str, lay, res: dict, anova: dict | None, anova_so: dict | No
         if key not in res:
             continue
         rows = res[key]
-        head = [title, "runs", "reached 99%", "median steps", "super share (95% CI)"] + \
+        head = [title, "runs", "reached 99%", "median steps among those that reached it",
+                "super share (95% Wilson CI)"] + \
             (["lift"] if key == "per_data" else [])
         body = [[r["key"], r["n"], pct(r["rate"]), num(r["median_steps"], "{:.0f}"),
                  f"{pct(r['super_share'])} ({ci(r['ci_lo'], r['ci_hi'])})"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots
+from jgrok import plots, stats
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import fourier
@@ -79,11 +79,10 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
     rows, budget = scan.rows, scan.budget
     keys = plots.group_keys(rows)
     by_group = plots.groups(rows, keys)
-    multi_task = len({t for t, _ in by_group}) > 1
 
     layouts = {}
     for (task, label), idx in by_group.items():
-        g = f"{task}, {label}" if (multi_task or label != "all runs") else task
+        g = label  # the run group's label (jgrok.rungroup), which starts with the task
         lay = seeds.seed_layout(task, label, rows, idx, budget)
         layouts[g] = (lay, seeds.analyse(lay, factor, B, bseed))
 
@@ -118,8 +117,9 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
     body += ["## Seed grids, super seeds and variance", "",
              f"Steps to 99% val acc = first eval step with val acc > 0.99; runs that never got there count at the "
              f"budget ({budget}) and are called censored. A super run reached 99% within {factor:.3g} x the group's "
-             "median steps (median over all runs, censored ones at the budget). Intervals: 95% percentile bootstrap "
-             f"with {B} resamples (numpy default_rng({bseed})); independence tests: {B} permutations. Variance "
+             "median steps (median over all runs, censored ones at the budget). Intervals of shares: 95% Wilson "
+             f"intervals, except the overall super share of a full seed grid: two-way percentile bootstrap with {B} "
+             f"resamples (numpy default_rng({bseed})); independence tests: {B} permutations. Variance "
              "components: two-way random-effects ANOVA of ln(steps) with MLS intervals and F-tests "
              "(jgrok.analysis.variance).", ""]
     for g, (lay, res) in layouts.items():
@@ -137,9 +137,11 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         figs = rep.seed_figures(g, lay, res, pdir, budget)
         figures += figs
         body += [f"![{p.stem}](plots/{p.name})" for p in figs] + [""]
-        line = (f"- **{g}**: {res['n']} runs, {rep.pct(res['rate'])} reached 99% val acc (median "
-                f"{rep.num(res['median_steps'], '{:.0f}')} steps); super runs {rep.pct(res['share'])} "
-                f"(95% CI {rep.ci(*res['ci'])})")
+        t = stats.grok_time(lay.steps, lay.reached, budget)
+        line = (f"- **{g}**: {stats.fmt_share(t['k'], t['n'])} of runs reached 99% val acc (median "
+                f"{stats.fmt_num(t['p50'])} steps {stats.REACHED_NOTE.format(k=t['k'])}; Kaplan-Meier median "
+                f"{stats.fmt_median(t)}); super runs {res['n_super']}/{res['n']} = {rep.pct(res['share'])} "
+                f"(95% CI {rep.ci(*res['ci'])}, {res['ci_method']})")
         if anova is not None:
             line += "; variance of ln steps: " + ", ".join(
                 f"{c['name']} {rep.pct(c['share'])}" for c in anova["components"])
@@ -229,8 +231,9 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
                 p = fourier.spectrum_figure(spectra, ids, pdir / "fourier_norms.png")
                 body += [f"![{p.stem}](plots/{p.name})", ""]
 
-    md = [f"# jgrok analysis: {out.name}", "", f"{len(rows)} runs, budget {budget} updates, evaluated at "
-          f"{len(scan.eval_step_E)} steps. Tables: [tables/](tables/); figures: [plots/](plots/).", "",
+    md = [f"# jgrok analysis: {out.name}", "", f"{len(rows)} runs, budget {budget} updates, evaluated "
+          f"{len(scan.eval_step_E)} times (at update steps {int(scan.eval_step_E[0])} to {int(scan.eval_step_E[-1])})"
+          ". Tables: [tables/](tables/); figures: [plots/](plots/).", "",
           "## Headline", ""] + head + [""] + body
     path = adir / "report.md"
     path.write_text("\n".join(md))

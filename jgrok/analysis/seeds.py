@@ -14,11 +14,13 @@ Definitions (per group of runs that share every non-seed axis value; see :func:`
   conditional rate "given data seed d, the share of good model seeds" = share of super runs among the runs with
                    data seed d; ``lift`` = conditional rate / overall share
 
-Intervals are percentile bootstrap intervals (95%) from ``B`` resamples drawn with ``numpy.random.default_rng(seed)``:
-  overall share on a full model x data grid: the two-way ("pigeonhole") bootstrap, resampling model seeds and data
-  seeds independently with replacement and taking the share over the resampled grid, so that both sources of
-  sampling variation count; otherwise runs are resampled. Per model seed: its runs (data seeds) are resampled; per
-  data seed: its runs (model seeds).
+Intervals (95%):
+  overall share on a full model x data grid: the two-way ("pigeonhole") percentile bootstrap from ``B`` resamples
+  drawn with ``numpy.random.default_rng(seed)``, resampling model seeds and data seeds independently with
+  replacement and taking the share over the resampled grid, so that both sources of sampling variation count. When
+  no run or every run is super every resample gives the same share and the bootstrap interval is degenerate (0-0%);
+  then, and for every other share (runs that are independent draws: overall without a grid, per model seed, per
+  data seed), the Wilson score interval of jgrok.stats (0 of 8 -> 0-32%).
 
 Independence tests (permutation tests, B permutations from the same generator, p = (1 + #{T* >= T}) / (1 + B)):
   data-seed dependence   T = Pearson X^2 of the super counts per data seed against their expectation; the null
@@ -35,6 +37,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from jgrok import stats
 
 Z_LEVEL = 0.95
 
@@ -87,15 +91,14 @@ def super_mask(steps: np.ndarray, reached: np.ndarray, factor: float) -> np.ndar
     return reached & (steps <= factor * reference_median(steps))
 
 
-def rate_table(keys: np.ndarray, steps: np.ndarray, reached: np.ndarray, is_super: np.ndarray, B: int,
-               rng: np.random.Generator) -> list[dict]:
+def rate_table(keys: np.ndarray, steps: np.ndarray, reached: np.ndarray, is_super: np.ndarray) -> list[dict]:
     """Per key value (sorted): n, rate of reaching 99% val acc, median steps among those that reached it, super
-    share with its bootstrap interval (the key's runs resampled)."""
+    share with its Wilson interval."""
     out = []
     for k in _sorted_unique(keys):
         m = keys == k
         s = is_super[m].astype(float)
-        lo, hi = bootstrap_1d(s, B, rng)
+        lo, hi = stats.wilson(int(s.sum()), len(s))
         st = steps[m & reached]
         out.append(dict(key=k, n=int(m.sum()), rate=float(reached[m].mean()),
                         median_steps=float(np.median(st)) if len(st) else np.nan,
@@ -191,21 +194,25 @@ def analyse(lay: SeedLayout, factor: float, B: int, seed: int) -> dict:
     grid = grid_matrix(lay, is_super.astype(float)) if lay.crossed else None
     if grid is not None:
         X = grid[0]
-        out["ci"] = bootstrap_grid(X, B, rng)
-        out["ci_method"] = "two-way bootstrap over model and data seeds"
+        if 0 < is_super.sum() < len(is_super):
+            out["ci"] = bootstrap_grid(X, B, rng)
+            out["ci_method"] = "two-way bootstrap over model and data seeds"
+        else:
+            out["ci"] = stats.wilson(int(is_super.sum()), len(is_super))
+            out["ci_method"] = "Wilson interval; a bootstrap is degenerate when no run or every run is super"
         out["data_dependence"] = column_dependence(X, B, rng)
         out["model_dependence"] = column_dependence(X.T, B, rng)
         out["marginals"] = product_of_marginals(X)
     else:
-        out["ci"] = bootstrap_1d(is_super.astype(float), B, rng)
-        out["ci_method"] = "bootstrap over runs"
-    out["per_model"] = rate_table(lay.model, lay.steps, lay.reached, is_super, B, rng)
+        out["ci"] = stats.wilson(int(is_super.sum()), len(is_super))
+        out["ci_method"] = "Wilson interval over runs"
+    out["per_model"] = rate_table(lay.model, lay.steps, lay.reached, is_super)
     if lay.crossed or len(set(lay.data)) > 1 and not np.array_equal(lay.data, lay.model.astype(str)):
-        per_data = rate_table(lay.data, lay.steps, lay.reached, is_super, B, rng)
+        per_data = rate_table(lay.data, lay.steps, lay.reached, is_super)
         for r in per_data:
             r["lift"] = r["super_share"] / out["share"] if out["share"] > 0 else np.nan
         out["per_data"] = per_data
     for axis, keys in (("split", lay.split), ("order", lay.order)):
         if lay.split_order_crossed:
-            out[f"per_{axis}"] = rate_table(keys, lay.steps, lay.reached, is_super, B, rng)
+            out[f"per_{axis}"] = rate_table(keys, lay.steps, lay.reached, is_super)
     return out

@@ -6,7 +6,8 @@ OUT/metrics.npz      ``run`` [R], ``eval_step`` [E], per-run curves [R, E] (trai
                      ``train.measures``, jgrok.measures; ``fourier_spectrum`` is [R, E, F]), ``step_loss`` /
                      ``step_acc`` [R, S] per update. NaN after a run diverged.
 OUT/summary.csv      one row per run (see SUMMARY_COLUMNS)
-OUT/final_info.json  the AI-Scientist format, one block per task and group of varying axes
+OUT/final_info.json  the AI-Scientist format, one block per run group (jgrok.rungroup label), each with a
+                     "definitions" entry saying what its means and stderrs are
 
 Definitions (per run, from the curves at eval steps):
   step_train_acc_99  first eval step with train acc > 0.99 (train acc = mean over the updates since the
@@ -50,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from jgrok import grid as grid_mod
+from jgrok import rungroup, stats
 
 THRESHOLD = 0.99
 W_NOTE = ("results are bit-identical for the same config and W (in any lane, beside any neighbours, re-trained "
@@ -148,22 +150,29 @@ def summarize_regression(rows: list[dict], metrics: dict, eval_step: np.ndarray,
 
 
 def group_label(row: dict, group_axes: list[str]) -> str:
-    """The final_info.json key of a run: its task, then the varying non-seed axes, e.g. 'x_div_y|wd=0.1'."""
-    parts = [row["task"]] + [f"{a}={row[a]}" for a in group_axes]
-    return "|".join(parts)
+    """The final_info.json key of a run: its run group's label (jgrok.rungroup), e.g. 'x_div_y wd=0.1'."""
+    return rungroup.label(row, group_axes)
 
 
 def group_axes(rows: list[dict]) -> list[str]:
-    """Axes that vary between runs, other than task and the seeds (which are replicates); columns a variant sets
-    are named by the variant alone (jgrok.variants.label_axes)."""
-    from jgrok.variants import label_axes
+    """Axes that vary between runs, other than task and the seeds (which are replicates)."""
+    return rungroup.axes(rows)
 
-    axes = [a for a in grid_mod.varying(rows) if a not in ("task", "seed", "split_seed", "order_seed")]
-    return label_axes(rows, axes)
+
+# what final_info.json's numbers are, written into every block of it (readers of the template's format take
+# "means", "stderrs" and "final_info_dict" and ignore this key)
+FINAL_INFO_DEFINITIONS = {
+    "stderrs": "population std / n over the runs with a value: the AI-Scientist template's formula, kept for its "
+               "readers; it is not the standard error (sample std / sqrt(n)) that report.md, the plots and the "
+               "printout use (jgrok.stats)",
+    "step_val_acc_99": "first eval step with val acc > 0.99; never-reached runs counted at the budget (so its mean "
+                       "is a lower bound when some never reached it; report.md has the Kaplan-Meier median)",
+}
 
 
 def final_info(summary: list[dict]) -> dict:
-    """``{group: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per run]}}}``."""
+    """``{run group: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per run]},
+    "definitions": FINAL_INFO_DEFINITIONS}}``."""
     out = {}
     keys = REGRESSION_FINAL_KEYS if is_regression(summary) else FINAL_KEYS
     keys += tuple(k for k in threshold_columns(summary) if k.startswith("step_val_acc_"))
@@ -175,6 +184,8 @@ def final_info(summary: list[dict]) -> dict:
             "means": {f"{k}_mean": _num(np.mean(v)) if v else None for k, v in present.items()},
             "stderrs": {f"{k}_stderr": _num(np.std(v) / len(v)) if v else None for k, v in present.items()},
             "final_info_dict": d,
+            "definitions": FINAL_INFO_DEFINITIONS if not is_regression(summary) else
+            {"stderrs": FINAL_INFO_DEFINITIONS["stderrs"]},
         }
     return out
 
@@ -232,12 +243,8 @@ def _atomic(path: Path, write_fn) -> None:
 
 
 def by_group(summary: list[dict]) -> dict[str, list[dict]]:
-    """Runs of a summary by group label (every varying non-seed axis), in run order."""
-    axes = group_axes(summary)
-    groups: dict[str, list[dict]] = {}
-    for r in summary:
-        groups.setdefault(group_label(r, axes), []).append(r)
-    return groups
+    """Runs of a summary by run-group label (jgrok.rungroup.by_label's order), in run order within each."""
+    return {label: [summary[i] for i in idx] for label, idx in rungroup.by_label(summary).items()}
 
 
 def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
@@ -247,10 +254,11 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
         return _drop_lines(summary, top)
     lines = []
     for label, members in by_group(summary).items():
+        reached = np.array([int(m["reached_val_99"]) for m in members], bool)
+        g = stats.grok_time([float(m["step_val_acc_99"]) for m in members], reached, budget)
         steps = np.array([m["step_val_acc_99"] for m in members if int(m["reached_val_99"])], float)
-        n = len(members)
         div = sum(1 for m in members if m["diverged_step"] != "")
-        head = f"{label}: {len(steps)}/{n} runs reached 99% val acc ({100 * len(steps) / n:.1f}%)"
+        head = f"{label}: {stats.fmt_share(g['k'], g['n'])} of runs reached 99% val acc"
         if div:
             head += f", {div} diverged"
         lines.append(head)
@@ -260,14 +268,16 @@ def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[s
                 f"run {m['run']} (seed {m['seed']}) at update {int(m['diverged_step']) + 1}" for m in diverged[:top])
                 + (f", ... ({div - top} more in summary.csv)" if div > top else ""))
         if len(steps):
-            q = np.percentile(steps, [10, 25, 50, 75, 90])
             lines.append("  steps to 99% val acc among them: p10 {:.0f}  p25 {:.0f}  median {:.0f}  p75 {:.0f}  "
-                         "p90 {:.0f}  (budget {})".format(*q, budget))
+                         "p90 {:.0f}  (budget {})".format(*(g[f"p{q}"] for q in stats.QUANTILES), budget))
+            lines.append(f"  steps to 99% val acc: {stats.fmt_mean_reached(g)}; Kaplan-Meier median "
+                         f"{stats.fmt_median(g)} (never-reached runs censored at the budget)")
             fastest = sorted(members, key=lambda m: (m["step_val_acc_99"], m["run"]))[:top]
             lines.append("  fastest runs: " + ", ".join(
                 f"run {m['run']} (seed {m['seed']}) at {m['step_val_acc_99']}" for m in fastest
                 if int(m["reached_val_99"])))
         lines += ["  " + line for line in threshold_lines(members)]
+    lines += logrank_lines(summary, budget)
     return lines
 
 
@@ -283,6 +293,19 @@ def threshold_lines(members: list[dict]) -> list[str]:
             line += "; steps to it: p25 {:.0f}  median {:.0f}  p75 {:.0f}".format(*np.percentile(got, [25, 50, 75]))
         lines.append(line)
     return lines
+
+
+def logrank_lines(summary: list[dict], budget: int) -> list[str]:
+    """Per task with several run groups: the log-rank test of steps to 99% val acc between them (jgrok.stats)."""
+    out = []
+    groups = by_group(summary)
+    for task in dict.fromkeys(str(m["task"]) for m in summary):
+        members = [g for g in groups.values() if str(g[0]["task"]) == task]
+        if len(members) > 1:
+            res = stats.logrank_steps([[float(m["step_val_acc_99"]) for m in g] for g in members],
+                                      [[int(m["reached_val_99"]) for m in g] for g in members], budget)
+            out.append(f"{task}: steps to 99% val acc between its {len(members)} run groups: {stats.fmt_logrank(res)}")
+    return out
 
 
 def _drop_lines(summary: list[dict], top: int) -> list[str]:

@@ -2,16 +2,21 @@
 
 Layout: one TensorBoard *run* per folder, so that TensorBoard draws groups (or chosen runs) as lines of one chart.
 
-  tb/<task>/<axis>=<value>,...   one per group: the runs of one task that share every varying non-seed axis value
-                                 (``tb/<task>/all`` when none vary), e.g. ``tb/x_plus_y/wd=0.5``. Scalars
-                                 ``<tag>/mean``, ``<tag>/median``, ``<tag>/q10``, ``<tag>/q90``: mean, median, 10% and
-                                 90% quantiles across the group's runs with a finite value at that step; histograms
-                                 across the group's runs ``spread/<metric>``.
-  tb/run_<id>                    one per run chosen by ``engine.tb_runs`` (``select_runs``; ids zero-padded so that
-                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the axes
-                                 that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
+  tb/<run-group label>           one per run group, named by its label (jgrok.rungroup: ``tb/x_plus_y wd=0.5``,
+                                 ``tb/x_plus_y`` when no axis varies), the same label results and plots use.
+                                 Scalars ``<tag>/mean``, ``<tag>/median``, ``<tag>/q10``, ``<tag>/q90``: mean, median,
+                                 10% and 90% quantiles across the run group's runs with a finite value at that step;
+                                 histograms across its runs ``spread/<metric>``.
+  tb/run_<id> <axes> <seeds>     one per run chosen by ``engine.tb_runs`` (``select_runs``), named by
+                                 ``jgrok.rungroup.run_name`` (``tb/run_0004 wd=1 seed=3``; ids zero-padded so that
+                                 they sort): scalars ``<tag>`` and, at the end, the run's hparams (task, seed and the
+                                 axes that vary in the scan) with, as metrics for the HPARAMS tab, ``steps_to_99_val_acc``
                                  (first eval step with val acc > 0.99; the budget if never; written once at the last
                                  step) and the last values of the val acc, val loss, train acc and weight norm curves.
+
+Custom Scalars: a layout (written with the first run group's events) holds one margin chart per metric, category
+"run groups: median and 10-90% band across runs": each run group's ``<tag>/median`` as a line between its
+``<tag>/q10`` and ``<tag>/q90``.
 
 Tags (metric of metrics.npz -> tag): train_acc -> accuracy/train, val_acc -> accuracy/val, train_loss -> loss/train,
 val_loss -> loss/val, weight_norm -> weight_norm, and every scalar progress measure (``train.measures``,
@@ -35,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jgrok import rungroup
+from jgrok.errors import ConfigError
+
 TAGS = {"train_acc": "accuracy/train", "val_acc": "accuracy/val", "train_loss": "loss/train", "val_loss": "loss/val",
         "weight_norm": "weight_norm"}
 METRICS = tuple(TAGS)
@@ -43,7 +51,6 @@ STATS = ("mean", "median", "q10", "q90")
 QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
 STEPS_TAG = "steps_to_99_val_acc"
 HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
-SEED_COLUMNS = ("seed", "split_seed", "order_seed")
 
 
 def logged(values: dict) -> list[str]:
@@ -95,9 +102,35 @@ def select_runs(tb_runs: str, rows: list[dict], groups: dict[str, list[int]]) ->
 
 
 def group_name(row: dict, group_axes: list[str]) -> str:
-    """The TensorBoard run (folder under tb/) of a run's group: 'x_plus_y/wd=0.5,init=xavier_uniform'."""
-    axes = ",".join(f"{a}={row[a]:g}" if isinstance(row[a], float) else f"{a}={row[a]}" for a in group_axes)
-    return f"{row['task']}/{_safe(axes or 'all')}"
+    """The TensorBoard run (folder under tb/) of a run's run group: its label, 'x_plus_y wd=0.5 init=xavier_uniform'
+    (characters a folder name cannot hold replaced by _)."""
+    return _safe(rungroup.label(row, group_axes))
+
+
+def check_runs(tb_runs: str, run_ids) -> None:
+    """ConfigError when ``engine.tb_runs`` names a run id that is not among ``run_ids`` (the runs of this scan),
+    as --only does."""
+    text = str(tb_runs).strip().lower()
+    if text in ("auto", "none"):
+        return
+    ids = sorted(set(run_ids))
+    bad = sorted(parse_runs(tb_runs) - set(ids))
+    if bad:
+        raise ConfigError(f"--tb-runs names run {bad[0]}, which is not in this scan (runs "
+                          f"{_ranges(ids)}); choose ids among them, auto or none.")
+
+
+def _ranges(ids: list[int]) -> str:
+    """'0 to 7' for a contiguous list, else the first few ids."""
+    if ids and ids[-1] - ids[0] + 1 == len(ids):
+        return f"{ids[0]} to {ids[-1]}"
+    return ", ".join(map(str, ids[:6])) + (", ..." if len(ids) > 6 else "")
+
+
+def custom_scalars_layout(metrics) -> dict:
+    """The Custom Scalars layout of the module docstring for the metrics a scan logs."""
+    return {"run groups: median and 10-90% band across runs": {
+        tag(k): ["Margin", [f"{tag(k)}/median", f"{tag(k)}/q10", f"{tag(k)}/q90"]] for k in logged(metrics)}}
 
 
 def summary_writer_class():
@@ -115,14 +148,14 @@ def summary_writer_class():
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", name)
+    return re.sub(r"[^A-Za-z0-9_.,=+ -]", "_", name)
 
 
 def hparam_keys(rows: list[dict], group_axes: list[str]) -> list[str]:
     """Columns of the HPARAMS tab: task, the seeds (split and order seed only where they differ from the model
     seed), then the varying axes; constant settings are in config.yaml."""
-    seeds = [k for k in SEED_COLUMNS if k == "seed" or any(r.get(k) != r.get("seed") for r in rows)]
-    return ["task"] + [k for k in seeds if k in rows[0]] + [a for a in group_axes if a not in seeds]
+    seeds = rungroup.seed_columns(rows)
+    return ["task"] + seeds + [a for a in group_axes if a not in seeds]
 
 
 class Logger:
@@ -131,14 +164,15 @@ class Logger:
     def __init__(self, out: Path, rows: list[dict], tb_runs: str, group_axes: list[str]):
         self.dir = Path(out) / "tb"
         self.rows = rows
-        width = len(str(max(r["run"] for r in rows))) if rows else 1
-        self.run_name = lambda run: f"run_{run:0{width}d}"  # noqa: E731
+        by_id = {r["run"]: r for r in rows}
+        self.run_name = lambda run: _safe(rungroup.run_name(by_id[run], rows, group_axes))  # noqa: E731
         self.hparams = hparam_keys(rows, group_axes) if rows else []
         self.groups: dict[str, list[int]] = {}  # TensorBoard run name -> run ids
         for r in rows:
             self.groups.setdefault(group_name(r, group_axes), []).append(r["run"])
         self.selected = select_runs(tb_runs, rows, self.groups)
         self.writers: dict = {}  # TensorBoard run name -> SummaryWriter, opened by the writer thread
+        self.layout_written = False
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="jgrok-tb")
         self.futures = []
         self.busy_s = 0.0  # seconds the writer thread spent computing statistics and writing
@@ -175,6 +209,9 @@ class Logger:
             if not idx:
                 continue
             w = self._writer(name, steps[0])
+            if not self.layout_written:
+                w.add_custom_scalars(custom_scalars_layout(finite))
+                self.layout_written = True
             for k in logged(finite):  # regression scans have no accuracies
                 x_NxE = finite[k][idx]
                 with warnings.catch_warnings():  # a step where every run has stopped gives NaN and is skipped
