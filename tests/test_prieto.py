@@ -180,9 +180,9 @@ def test_report_shows_accuracy_per_variant_without_logits_curves(variant_scan):
     scan = plots.load_scan(variant_scan)
     assert variants.applies(scan) and plots.group_keys(scan.rows) == ["variant"]
     st = {d["group"]: d for d in variants.stats(scan)}
-    assert set(st) == {"variant=baseline", "variant=orthogonal"} and all(d["runs"] == 3 for d in st.values())
+    assert set(st) == {"x_plus_y variant=baseline", "x_plus_y variant=orthogonal"} and all(d["runs"] == 3 for d in st.values())
     vals = sorted(r["final_val_acc"] for r in scan.rows if r["variant"] == "orthogonal")
-    assert st["variant=orthogonal"]["val_acc"][1] == pytest.approx(vals[1])
+    assert st["x_plus_y variant=orthogonal"]["val_acc"][1] == pytest.approx(vals[1])
     text = report.build_report(variant_scan).read_text()
     assert "## Accuracy, softmax collapse and logit scale per group" in text
     assert "variant=orthogonal" in text and "has none of their curves" in text
@@ -209,9 +209,9 @@ def test_analyze_shows_softmax_collapse_and_logit_scale_from_synthetic_curves(va
     runs = {r["run"]: r["variant"] for r in plots.load_scan(out).rows}
     base = [r for r in range(R) if runs[r] == "baseline"]  # runs 0..2
     finals = [sc[r][np.isfinite(sc[r])][-1] for r in base]
-    assert st["variant=baseline"]["softmax_collapse"][1] == pytest.approx(np.median(finals))
-    assert st["variant=baseline"]["sc_peak"][2] == pytest.approx(np.percentile([np.nanmax(sc[r]) for r in base], 90))
-    assert st["variant=orthogonal"]["logit_max"] == pytest.approx((7.0, 7.0, 7.0))
+    assert st["x_plus_y variant=baseline"]["softmax_collapse"][1] == pytest.approx(np.median(finals))
+    assert st["x_plus_y variant=baseline"]["sc_peak"][2] == pytest.approx(np.percentile([np.nanmax(sc[r]) for r in base], 90))
+    assert st["x_plus_y variant=orthogonal"]["logit_max"] == pytest.approx((7.0, 7.0, 7.0))
     assert analyze.main([str(out), "--bootstrap", "20", "--fourier-runs", "none", "--quiet"]) == 0
     text = (out / "analysis" / "report.md").read_text()
     assert "softmax collapse" in text and "SC peak" in text and "logit norm" in text

@@ -206,7 +206,7 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
                  f"{progress_mod.EARLY_SHARE:.0%} of the budget (jgrok.analysis.progress). Reference curves are the "
                  "scan's own.", ""]
         for (task, label), idx in by_group.items():
-            g = f"{task}, {label}" if (multi_task or label != "all runs") else task
+            g = label  # the run group's label (jgrok.rungroup), which starts with the task
             curves = {k: v[idx] for k, v in scan.curves.items()}
             tab = progress_mod.what_moves_first(curves, scan.eval_step_E, steps99[idx], reached[idx], budget, B,
                                                 bseed)

@@ -47,13 +47,12 @@ def stats(scan) -> list[dict]:
     measure (see the module docstring)."""
     rows = scan.rows
     by_group = plots.groups(rows, plots.group_keys(rows))
-    multi_task = len({t for t, _ in by_group}) > 1
     have = [k for k in LOGIT_KEYS if k in scan.curves]
     out = []
     for (task, label), idx in by_group.items():
         members = [rows[i] for i in idx]
         reached = [m for m in members if m["reached_val_99"]]
-        d = {"group": f"{task}, {label}" if multi_task else label, "runs": len(members), "reached": len(reached),
+        d = {"group": label, "runs": len(members), "reached": len(reached),
              "steps": float(np.median([m["step_val_acc_99"] for m in reached])) if reached else np.nan,
              "train_acc": _dist([m["final_train_acc"] for m in members]),
              "val_acc": _dist([m["final_val_acc"] for m in members])}
