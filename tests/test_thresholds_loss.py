@@ -50,7 +50,7 @@ def test_threshold_labels():
 @pytest.mark.parametrize("args, words", [
     (["--threshold", "95"], "--threshold takes accuracies in (0, 1]"),
     (["--threshold", "0.9,x"], "--threshold takes accuracies"),
-    (["--set", "train.loss=seq"], "train.loss must be one of answer, sequence"),
+    (["--set", "train.loss=seq"], "train.loss 'seq' is unknown; use one of answer, sequence, stablemax"),
     (["--set", "train.loss=sequence"], "set task.vocab to grokfast, signed or nanda"),
     (["--set", "task.vocab=julia"], "task.vocab 'julia' is unknown"),
     (["--set", "task.split=random"], "task.split must be 'shuffled' or 'ordered'"),
