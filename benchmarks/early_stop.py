@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from jgrok import config as config_mod  # noqa: E402
-from jgrok import engine, grid  # noqa: E402
+from jgrok import engine, grid, train  # noqa: E402
 
 
 def scan(cfg, lanes, compact, counter):
@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     base = config_mod.set_path(base, "train.steps", str(a.steps))
     stop = config_mod.set_path(base, "train.stop_when", "val_acc>0.99")
     counter: list[int] = []
-    real = engine._compiled
+    real = train.Program.compiled
 
     def counting(prog, K):
         init, chunk = real(prog, K)
@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
 
         return init, counted
 
-    engine._compiled = counting
+    train.Program.compiled = counting
     for cfg in (base, stop):  # compile both programs before timing anything
         warm = config_mod.set_path(cfg, "train.steps", str(a.chunk))
         scan(warm, a.lanes, True, counter)

@@ -56,7 +56,7 @@ def final_logit_stats(out: Path) -> dict[int, tuple[float, float]]:
     rows = grid.expand(cfg)
     res = {}
     for prog, table, members in grid.programs(cfg, rows):
-        init_fn, _ = engine._compiled(prog, 1)
+        init_fn, _ = prog.compiled(1)
         perms = np.asarray(init_fn(jax.tree.map(np.asarray, grid.hyper(prog, members))).perm)
         for i, r in enumerate(members):
             params = load_mod.final_params(out, r["run"])

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
         for k, v in overrides.items():
             cfg = config.set_path(cfg, k, str(v))
         (prog, table, members), = grid.programs(cfg, grid.expand(cfg))
-        init_fn, chunk_fn = engine._compiled(prog, a.updates)
+        init_fn, chunk_fn = prog.compiled(a.updates)
         hp = jax.tree.map(np.asarray, grid.hyper(prog, members))
         data = (np.asarray(table.inputs), np.asarray(table.targets))
         state = init_fn(hp)

@@ -209,30 +209,7 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-_COMPILED: dict = {}
-_RAN: set = set()  # (program key, W, devices) this process has trained, so compiled
-
-
-def program_key(prog: train.Program, K: int) -> tuple:
-    """Everything static that one compiled wave program depends on (programs with equal keys share it)."""
-    c = prog.cfg
-    # steps and eval_every are traced arguments of the chunk; thresholds only label summary columns
-    traced = dataclasses.replace(c.train, steps=0, eval_every=0, thresholds="")
-    init = dataclasses.replace(c.init, groups="")  # group overrides are per-run values (seed_G, scheme_G)
-    return (c.task, c.model, c.optim, init, traced, prog.n_vocab, prog.n_out, prog.n_pairs, prog.n_train,
-            prog.schemes, prog.filters, prog.window_max, K, prog.kind, prog.n_groups)
-
-
-def _compiled(prog: train.Program, K: int):
-    """jit-compiled init and chunk functions of one W-lane wave, shared by every program with the same static
-    content. On several devices the same program runs on each of them (one wave per device, placed by its
-    inputs), never an SPMD-partitioned one: XLA compiles partitioned programs through other passes (measured on
-    CPU: other fusions of the Adam update, results 1 ulp apart), which would make a run's numbers depend on the
-    device count."""
-    key = program_key(prog, K)
-    if key not in _COMPILED:
-        _COMPILED[key] = (train.make_init(prog), train.make_chunk(prog, K))
-    return _COMPILED[key]
+_RAN: set = set()  # (program, K, W, devices) this process has trained, so compiled
 
 
 class Interrupted(Exception):
@@ -343,10 +320,10 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     devices = jax.local_devices()
     L = lanes
     R = len(rows)
-    ran = (program_key(prog, K), L, len(devices))
+    ran = (prog, K, L, len(devices))
     compiling = ran not in _RAN  # jit compiles at the first call of each wave shape
     _RAN.add(ran)
-    init_fn, chunk_fn = _compiled(prog, K)
+    init_fn, chunk_fn = prog.compiled(K)
     data = [jax.device_put((np.asarray(table.inputs), np.asarray(table.targets)), d) for d in devices]
     hp_all = grid_mod.hyper(prog, rows)
 

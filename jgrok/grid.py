@@ -191,7 +191,7 @@ def _with_start(prog: Program, spec: str) -> Program:
     if (out, run) not in _STARTS:
         _STARTS[(out, run)] = load_mod.final_params(out, run)
     params = _STARTS[(out, run)]
-    _, shapes = train_mod._model(prog)
+    _, shapes = prog.model
     want = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     have = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
     if want != have:

@@ -527,7 +527,7 @@ def time_estimate(prog, n_runs: int, W: int, n_dev: int) -> str:
     from jgrok.io import rates
 
     K = min(prog.cfg.engine.chunk, prog.cfg.train.steps)
-    entry = rates.lookup(rates.key(engine.program_key(prog, K), W, engine.platform()))
+    entry = rates.lookup(rates.key((prog.key, K), W, engine.platform()))
     if entry is None:
         return ("time: no estimate (no scan of this program at this W has finished on this machine yet; the first "
                 "progress line after compilation shows the rate)")
@@ -545,7 +545,7 @@ def record_rates(done: list, n_dev: int) -> None:
     for d in done:
         K = min(d.prog.cfg.engine.chunk, d.prog.cfg.train.steps)
         if d.start_step == 0:  # a resumed scan's first chunk restores rather than starts
-            rates.record(rates.key(engine.program_key(d.prog, K), d.lanes, engine.platform()), d.first_chunk_s,
+            rates.record(rates.key((d.prog.key, K), d.lanes, engine.platform()), d.first_chunk_s,
                          d.rate, len(d.rows), K)
 
 

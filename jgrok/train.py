@@ -31,6 +31,7 @@ every evaluation, so where a run stops does not depend on chunk length, lanes or
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -44,7 +45,6 @@ from jgrok import optim
 from jgrok.models import mlp, resnet, transformer
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
-EVAL_KEYS = ("val_loss", "val_acc", "weight_norm")
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
 # train.loss, the objective of a classification run (accuracy, val_loss and every "steps to" stay on the answer):
 #   answer     cross-entropy of the softmax of the answer logits at the last position (the template, Grokfast, ...:
@@ -90,11 +90,25 @@ class RunState(NamedTuple):
     stopped_step: Any  # int32: updates done when the stop rule fired, -1 if never
 
 
+def static_cfg(cfg):
+    """The part of a program's config that its compiled functions depend on: the config with the traced values
+    (``train.steps``, ``train.eval_every``: arguments of the chunk), the summary-only ``train.thresholds``, the
+    per-run init-group overrides (``init.groups``: seed_G, scheme_G in Hyper) and the engine's settings (the chunk
+    length K is an argument of :meth:`Program.compiled`) set to fixed values."""
+    return dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, steps=0, eval_every=0, thresholds=""),
+        init=dataclasses.replace(cfg.init, groups=""), engine=type(cfg.engine)(), grid={}, variants={})
+
+
 @dataclasses.dataclass(frozen=True)
 class Program:
-    """The static part of a group of runs."""
+    """The static part of a group of runs, and the handle on its model and compiled functions.
 
-    cfg: Any  # jgrok.config.Config with this group's static values (task, optimizer) filled in
+    Two programs are equal (and hash alike) exactly when their compiled functions are the same: the comparison
+    uses ``key`` (the config without its traced values, see :func:`static_cfg`) and the sizes below, never ``cfg``
+    itself, so a program is its own cache key (:meth:`compiled`)."""
+
+    cfg: Any = dataclasses.field(compare=False)  # jgrok.config.Config with this group's static values filled in
     n_vocab: int
     n_out: int
     n_pairs: int
@@ -102,24 +116,59 @@ class Program:
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
     window_max: int
-    # init.from_run: parameters (numpy pytree) that replace the initial values of start_groups in every run
+    # init.from_run: parameters (numpy pytree) that replace the initial values of start_groups in every run (the
+    # config's init.from_run names them, and programs compare that)
     start_params: Any = dataclasses.field(default=None, compare=False, repr=False)
     start_groups: tuple[str, ...] = ()
     kind: str = "classify"  # "classify" (cross-entropy, accuracy) or "regress" (MSE of log2 h; task mheight)
     n_groups: int = 1  # regress: code groups; rows come in n_groups blocks of n_pairs / n_groups
+    key: Any = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "key", _freeze(static_cfg(self.cfg)))
+
+    @property
+    def model(self):
+        """(graphdef, abstract parameters) of this program's model: structure, shapes and dtypes, no values."""
+        return _model(self.cfg.model, self.n_vocab, self.n_out)
+
+    def compiled(self, K: int):
+        """(init, chunk): jit(vmap(init_run)) and the jitted chunk of K updates (:func:`make_chunk`), shared by
+        every equal program. On several devices the same program runs on each of them (one wave per device,
+        placed by its inputs), never an SPMD-partitioned one: XLA compiles partitioned programs through other passes
+        (measured on CPU: other fusions of the Adam update, results 1 ulp apart), which would make a run's numbers
+        depend on the device count."""
+        return _compiled(self, K)
+
+    @property
+    def eval_keys(self) -> list[str]:
+        """Names of the values every evaluation reports, in order (see the module's definitions)."""
+        return eval_keys(self)
 
     @property
     def groups(self) -> list[str]:
-        return init_mod.groups(_model(self)[1])
+        """The model's layer groups (init.groups, norm/<group>)."""
+        return init_mod.groups(self.model[1])
 
     @property
     def n_params(self) -> int:
-        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(_model(self)[1])))
+        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.model[1])))
+
+
+def _freeze(x):
+    """A hashable copy of a config: dataclasses and dicts become tuples of (name, value)."""
+    if dataclasses.is_dataclass(x):
+        return (type(x).__name__,) + tuple((f.name, _freeze(getattr(x, f.name))) for f in dataclasses.fields(x))
+    if isinstance(x, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return tuple(_freeze(v) for v in x)
+    return x
 
 
 def apply(prog: Program, params, tokens_BxT, all_positions: bool = False):
     """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions."""
-    graphdef, _ = _model(prog)
+    graphdef, _ = prog.model
     if prog.cfg.train.precision == "bf16":
         params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     model = nnx.merge(graphdef, params)
@@ -152,19 +201,18 @@ def _x64_if_needed(prog: Program, fn):
     return _X64(fn) if needs_x64(prog.cfg) else fn
 
 
-_MODEL_CACHE: dict = {}
+@functools.lru_cache(maxsize=64)
+def _model(mcfg, n_vocab: int, n_out: int):
+    if mcfg.kind == "resnet":  # n_vocab is the regressor's input width
+        return resnet.abstract(mcfg, n_vocab)
+    if mcfg.kind == "mlp":
+        return mlp.abstract(mcfg, n_vocab, n_out)
+    return transformer.abstract(mcfg, n_vocab, n_out)
 
 
-def _model(prog: Program):
-    key = (prog.cfg.model, prog.n_vocab, prog.n_out)
-    if key not in _MODEL_CACHE:
-        if prog.cfg.model.kind == "resnet":  # n_vocab is the regressor's input width
-            _MODEL_CACHE[key] = resnet.abstract(prog.cfg.model, prog.n_vocab)
-        elif prog.cfg.model.kind == "mlp":
-            _MODEL_CACHE[key] = mlp.abstract(prog.cfg.model, prog.n_vocab, prog.n_out)
-        else:
-            _MODEL_CACHE[key] = transformer.abstract(*key)
-    return _MODEL_CACHE[key]
+@functools.lru_cache(maxsize=32)
+def _compiled(prog: Program, K: int):
+    return make_init(prog), make_chunk(prog, K)
 
 
 def stablemax_s(x):
@@ -239,7 +287,7 @@ def global_norm(params):
 def group_norms(prog: Program, params) -> dict:
     by_group: dict[str, Any] = {}
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    groups = init_mod.leaf_groups(_model(prog)[1])
+    groups = init_mod.leaf_groups(prog.model[1])
     for path, p in flat:
         g = groups[init_mod.path_str(path)]
         by_group[g] = by_group.get(g, 0.0) + jnp.sum(jnp.square(p))
@@ -247,7 +295,7 @@ def group_norms(prog: Program, params) -> dict:
 
 
 def init_run(prog: Program, hp: Hyper) -> RunState:
-    _, shapes = _model(prog)
+    _, shapes = prog.model
     params = init_mod.init_params(shapes, hp.seed_G, hp.scheme_G, hp.init_scale, prog.schemes)
     if prog.cfg.train.precision == "fp64":  # drawn in float32 (the same values), trained in float64
         params = jax.tree.map(lambda p: p.astype(jnp.float64), params)

@@ -20,7 +20,7 @@ def _within_one_ulp(a, b):
 def test_perturbation_moves_every_parameter_by_at_most_one_ulp():
     cfg = tiny(seed=[3])
     prog, _, members = grid.programs(cfg, grid.expand(cfg))[0]
-    init_fn, _ = engine._compiled(prog, cfg.engine.chunk)
+    init_fn, _ = prog.compiled(cfg.engine.chunk)
     # 8 lanes (the end-to-end scan's width, so the compiled init is shared): unperturbed, then k = 0, 1, 2
     rows = [members[0]] + [dict(members[0], perturb=k) for k in (0, 1, 2, 0, 0, 0, 0)]
     state = init_fn(grid.hyper(prog, rows))  # the hook in train.init_run, as the engine calls it
@@ -142,7 +142,7 @@ def test_chimera_builder_takes_exactly_the_intended_tensors():
     masks = [0, 2 ** G - 1, 0b000001, 0b100000, 0b101010, 0b010101]
     chim = [r for r in chimera.chimera_rows(fast, slow, groups, [(5, 5)]) if r["mask"] in masks]
     assert len(chimera.chimera_rows(fast, slow, groups, [(0, 0), (1, 1)])) == 2 ** G * 2
-    init_fn, _ = engine._compiled(prog, cfg.engine.chunk)
+    init_fn, _ = prog.compiled(cfg.engine.chunk)
     state = init_fn(grid.hyper(prog, chim + [fast, slow]))
     flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
     leaf_group = init_mod.leaf_groups(jax.tree.map(lambda x: x[0], state.params))

@@ -37,7 +37,7 @@ def program(cfg):
 
 
 def nested(prog, flat):
-    shapes = train._model(prog)[1]
+    shapes = prog.model[1]
     leaves_, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     assert sorted(flat) == sorted(init.path_str(p) for p, _ in leaves_)  # the same set of tensors, no extra bias
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves_])

@@ -14,12 +14,12 @@ def initial_params(cfg):
     rows = grid.expand(cfg)
     out = {}
     for prog, _, members in grid.programs(cfg, rows):
-        init_fn, _ = engine._compiled(prog, 1)
+        init_fn, _ = prog.compiled(1)
         state = init_fn(grid.hyper(prog, members))
         flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
         for i, r in enumerate(members):
             out[r["run"]] = {init.path_str(p): np.asarray(x[i]) for p, x in flat}
-        groups = init.leaf_groups(engine.train._model(prog)[1])
+        groups = init.leaf_groups(prog.model[1])
     return out, groups
 
 

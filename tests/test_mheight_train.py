@@ -67,7 +67,7 @@ def test_default_init_is_pytorch_and_groups_are_named(data_path):
     (prog, _, members), = grid.programs(tiny(data_path), grid.expand(tiny(data_path)))
     assert prog.groups == ["input", "block0", "block1", "head", "norms"]
     state = jax.jit(jax.vmap(lambda hp: train.init_run(prog, hp)))(grid.hyper(prog, members))
-    _, shapes = train._model(prog)
+    _, shapes = prog.model
     flat = dict(zip([leaf.path for leaf in init.leaves(shapes)], jax.tree.leaves(state.params)))
     for leaf in init.leaves(shapes):
         x = np.asarray(flat[leaf.path])

@@ -26,7 +26,7 @@ def test_parameter_count_and_table_are_the_papers():
 
 def test_init_scheme_nanda_stds():
     prog, _ = program()
-    shapes = train._model(prog)[1]
+    shapes = prog.model[1]
     G = len(prog.groups)
     params = init.init_params(shapes, jnp.zeros(G, jnp.int32), jnp.zeros(G, jnp.int32), 1.0, ("nanda",))
     flat = {init.path_str(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]}
@@ -44,7 +44,7 @@ def test_fourier_measures_use_the_nanda_tokens():
     numbers' logits: an embedding that is a pure frequency-5 wave over the numbers, with a large '=' row, has its
     spectrum at k = 5 alone."""
     prog, t = program()
-    shapes = train._model(prog)[1]
+    shapes = prog.model[1]
     G = len(prog.groups)
     params = init.init_params(shapes, jnp.zeros(G, jnp.int32), jnp.zeros(G, jnp.int32), 1.0, ("nanda",))
     p = prog.cfg.task.p

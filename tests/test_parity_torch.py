@@ -18,7 +18,7 @@ from jgrok.tasks import algorithmic  # noqa: E402
 
 
 def nested(prog, flat):
-    shapes = train._model(prog)[1]
+    shapes = prog.model[1]
     leaves_, treedef = jax.tree_util.tree_flatten_with_path(shapes)
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves_])
 

@@ -29,7 +29,7 @@ def mlp_program(bias: bool):
 
 
 def nested(prog, flat):
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(train._model(prog)[1])
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(prog.model[1])
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves])
 
 

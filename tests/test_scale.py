@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jgrok import config, engine, grid, report, scan
+from jgrok import config, engine, grid, report, scan, train
 from jgrok.io import checkpoint
 from tests.conftest import TINY_ARGS, tiny
 
@@ -68,7 +68,7 @@ def assert_same(a, b):
 def counting_chunks(monkeypatch):
     """Count the lanes the compiled chunk is called on."""
     calls = []
-    real = engine._compiled
+    real = train.Program.compiled
 
     def wrapped(prog, K):
         init, chunk = real(prog, K)
@@ -79,7 +79,7 @@ def counting_chunks(monkeypatch):
 
         return init, counted
 
-    monkeypatch.setattr(engine, "_compiled", wrapped)
+    monkeypatch.setattr(train.Program, "compiled", wrapped)
     return calls
 
 
@@ -241,7 +241,7 @@ def test_independent_jobs_and_missing_shards(one_device, tmp_path, capsys):
 
 def test_out_of_memory_halves_w_once_and_records_it(tmp_path, monkeypatch, capsys):
     """An allocator error in the first chunk at W > 2 (injected) makes the scan retry at W/2 until it fits."""
-    real = engine._compiled
+    real = train.Program.compiled
 
     def limited(prog, K):
         init, chunk = real(prog, K)
@@ -257,7 +257,7 @@ def test_out_of_memory_halves_w_once_and_records_it(tmp_path, monkeypatch, capsy
     ref = tmp_path / "w2"
     assert scan.main(TINY_ARGS + ["--seeds", "0:4", "--wave-size", "2", "--out", str(ref)]) == 0
     capsys.readouterr()
-    monkeypatch.setattr(engine, "_compiled", limited)
+    monkeypatch.setattr(train.Program, "compiled", limited)
     out = tmp_path / "w8"
     assert scan.main(TINY_ARGS + ["--seeds", "0:4", "--wave-size", "8", "--checkpoint-every", "6",
                                   "--out", str(out)]) == 0
@@ -267,7 +267,7 @@ def test_out_of_memory_halves_w_once_and_records_it(tmp_path, monkeypatch, capsy
     assert saved["lanes"] == 2 and saved["engine"]["wave_size"] == 2
     _same_results(ref, out)
     # at W = 1 there is nothing left to halve: one sentence, exit 2
-    monkeypatch.setattr(engine, "_compiled", lambda prog, K: (real(prog, K)[0], _always_oom))
+    monkeypatch.setattr(train.Program, "compiled", lambda prog, K: (real(prog, K)[0], _always_oom))
     assert scan.main(TINY_ARGS + ["--seeds", "0:1", "--wave-size", "1", "--out", str(tmp_path / "w1")]) == 2
     assert "does not fit in device memory at W = 1" in capsys.readouterr().err
 

@@ -57,7 +57,7 @@ def identical_groups(prog, fast: dict, slow: dict) -> list[str]:
     from jgrok import grid, init as init_mod, train
 
     params = train.make_init(prog)(grid.hyper(prog, [fast, slow])).params
-    groups = init_mod.leaf_groups(train._model(prog)[1])
+    groups = init_mod.leaf_groups(prog.model[1])
     differs: dict[str, bool] = {}
     for path, p in jax.tree_util.tree_flatten_with_path(params)[0]:
         g = groups[init_mod.path_str(path)]

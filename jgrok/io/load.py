@@ -18,7 +18,7 @@ def load(out, run: int):
     from jgrok import engine
 
     prog, params, single, step = _restore(out, run)
-    graphdef, _ = engine.train._model(prog)
+    graphdef, _ = prog.model
     return nnx.merge(graphdef, params), single, step
 
 
@@ -47,7 +47,7 @@ def _restore(out, run: int):
         ids = [r["run"] for r in members]
         if run not in ids:
             continue
-        init_fn, _ = engine._compiled(prog, 1)
+        init_fn, _ = prog.compiled(1)
         hp = grid.hyper(prog, members[:1])
         abstract = jax.eval_shape(init_fn, hp)
         like = [np.zeros((len(members),) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]

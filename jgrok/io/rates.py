@@ -35,7 +35,7 @@ def path() -> Path | None:
 
 
 def key(program_key, lanes: int, platform: str) -> str:
-    """The entry of one compiled program (``engine.program_key``) at W lanes on one device kind and count."""
+    """The entry of one compiled program (``(Program.key, K)``) at W lanes on one device kind and count."""
     return hashlib.sha1(f"{program_key!r}|W={lanes}|{platform}".encode()).hexdigest()[:16]
 
 
