@@ -52,6 +52,11 @@ FACTS = {
                     dict(name="adamw", lr=3e-4, wd=0.0, b1=0.9, b2=0.999, eps=1e-8, warmup=0),
                     dict(batch_size=512, sampling="epochs", eval_every_epochs=10, epochs=10000,
                          stop_when="val_acc>=0.99", loss="answer")),
+    "julia_loss": ("Julia/Flux", dict(name="x_plus_y", p=97, fraction=0.5, vocab="signed"),
+                   dict(n_layers=2, d_model=128, n_heads=4, n_positions=4),
+                   dict(name="adamw", lr=3e-4, wd=0.0, b1=0.9, b2=0.999, eps=1e-8, warmup=0),
+                   dict(batch_size=512, sampling="epochs", eval_every_epochs=10, epochs=10000,
+                        stop_when="val_acc>=0.99", loss="answer")),
     "prieto_2025": ("LucasPrietoAl/grokking-at-the-edge-of-numerical-stability",
                     dict(name="x_plus_y", p=113, fraction=0.4), dict(kind="mlp", hidden=(200, 200), bias=False),
                     dict(name="adamw", lr=0.01, wd=0.0, b1=0.9, b2=0.99, eps=1e-25, warmup=0),
@@ -87,3 +92,12 @@ def test_optimiser_sampling_and_model_match_the_source(name):
         got = getattr(cfg, section)
         for field, want in facts.items():
             assert getattr(got, field) == want, f"{name}: {section}.{field} is {getattr(got, field)!r}, not {want!r}"
+
+
+def test_julia_loss_is_julia_repro_with_the_two_losses_as_variants():
+    base, study = config.load("julia_repro"), config.load("julia_loss")
+    for section in ("task", "model", "optim", "train", "init"):
+        assert getattr(study, section) == getattr(base, section), section
+    assert {name: config.variant_config(study, name).train.loss for name in study.grid["variant"]} == {
+        "seq2val": "answer", "seq2seq": "sequence"}
+    assert study.grid["seed"] == list(range(32))
