@@ -172,7 +172,7 @@ def _plots_md(paths, tasks) -> str:
         elif p.stem.startswith("run_"):
             runs.append(p)
         else:
-            task = next((t for t in tasks for k in CAPTIONS if p.stem == f"{k}_{plots._safe(t)}"), "other figures")
+            task = next((t for t in tasks for k in CAPTIONS if p.stem == f"{k}_{plots.safe_name(t)}"), "other figures")
             per_task.setdefault(task, []).append(p)
     md = []
     for task, figs in per_task.items():
