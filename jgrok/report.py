@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots, stats
+from jgrok import plots, runids, stats
+from jgrok.config import MAX_RUNS
 from jgrok.errors import ArgumentParser, ConfigError
 from jgrok.io.results import W_NOTE
 
@@ -243,10 +244,11 @@ def _int(v) -> str:
 
 
 def _parse_runs(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--runs takes a comma list of run ids such as 3,17, not '{text}'.") from None
+    try:  # at most as many as a scan can have (config.MAX_RUNS)
+        return runids.parse_optional(text, MAX_RUNS)
+    except ConfigError:
+        raise ConfigError(f"--runs takes a comma list of run ids and ranges A:B such as 3,17,40:48, not "
+                          f"'{text}'.") from None
 
 
 def main(argv=None) -> int:
