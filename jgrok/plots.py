@@ -30,10 +30,8 @@ changes no global backend or state (safe in a notebook or a thread) and never op
 
 from __future__ import annotations
 
-import csv
 import math
 import re
-import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -41,13 +39,13 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from jgrok import rungroup, stats
 from jgrok.errors import ConfigError
+from jgrok.results_folder import open_scan
 
 SEED_COLUMNS = rungroup.SEED_COLUMNS
 REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
@@ -87,29 +85,26 @@ def parse_rows(rows: list[dict]) -> list[dict]:
 
 
 def load_scan(out_dir) -> Scan:
-    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml; ConfigError if OUT is no results folder."""
-    out = Path(out_dir)
-    summary, npz = out / "summary.csv", out / "metrics.npz"
-    if not out.is_dir():
-        raise ConfigError(f"Results folder {out} does not exist; pass the --out folder of a finished scan.")
-    if not summary.is_file() or not npz.is_file():
+    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml (through jgrok.open_scan); ConfigError if OUT is
+    no results folder."""
+    folder = open_scan(out_dir)
+    out = folder.out
+    if not folder.finished or not (out / "metrics.npz").is_file():
         raise ConfigError(f"{out} is not a finished jgrok results folder (it has no summary.csv or metrics.npz); "
                           "pass the --out folder of a finished scan.")
-    with open(summary, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        rows = parse_rows(list(reader))
+    rows = parse_rows(folder.summary)
+    missing = [c for c in REQUIRED_COLUMNS if c not in (rows[0] if rows else ())]
     if missing or not rows:
-        raise ConfigError(f"{summary} is not a jgrok summary (missing columns: {', '.join(missing) or 'no rows'}); "
-                          "pass the --out folder of a finished scan.")
+        raise ConfigError(f"{out / 'summary.csv'} is not a jgrok summary (missing columns: "
+                          f"{', '.join(missing) or 'no rows'}); pass the --out folder of a finished scan.")
+    npz = out / "metrics.npz"
     try:
-        with np.load(npz) as z:
-            run_R, eval_step_E = z["run"], z["eval_step"]
-            curves = {k: np.asarray(z[k]) for k in z.files
-                      if k not in ("run", "eval_step") and not k.startswith("step_")}
+        arrays = folder.metrics()
+        run_R, eval_step_E = arrays["run"], arrays["eval_step"]
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{npz} cannot be read as jgrok metrics ({e}); pass the --out folder of a finished "
                           "scan.") from None
+    curves = {k: v for k, v in arrays.items() if k not in ("run", "eval_step") and not k.startswith("step_")}
     lacking = [k for k in [k for k, _ in CURVES] + ["weight_norm"] if k not in curves]
     if lacking:
         raise ConfigError(f"{npz} lacks the curves {', '.join(lacking)}; pass the --out folder of a finished scan.")
@@ -118,33 +113,9 @@ def load_scan(out_dir) -> Scan:
         raise ConfigError(f"summary.csv and metrics.npz in {out} list different runs; rerun the scan.")
     order = np.array([pos[r["run"]] for r in rows])
     curves = {k: v[order] for k, v in curves.items()}
-    cfg_path = out / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    cfg = cfg if isinstance(cfg, dict) else {}
+    cfg = folder.saved
     budget = (cfg.get("train") or {}).get("steps") or int(eval_step_E[-1])
     return Scan(out, cfg, rows, np.asarray(eval_step_E), curves, int(budget))
-
-
-def npz_rows(path, key: str, idx) -> np.ndarray:
-    """Rows ``idx`` of one array in an .npz without reading the rest (memory-mapped when stored uncompressed,
-    as np.savez writes it); for step_loss [R, S] of a large scan this reads a few rows instead of gigabytes."""
-    idx = np.asarray(idx, int)
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(key + ".npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            with np.load(path) as z:
-                return z[key][idx]
-        with zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(f)
-            header_len = f.tell()
-    with open(path, "rb") as f:  # the member's data starts after its local file header (30 bytes + name + extra)
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
-    start = info.header_offset + 30 + name_len + extra_len + header_len
-    arr = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order="F" if fortran else "C")
-    return np.array(arr[idx])
 
 
 def group_keys(rows: list[dict]) -> list[str]:
@@ -178,11 +149,8 @@ def select_runs(rows: list[dict], extra=None) -> list[int]:
 def make_plots(out_dir, runs_to_show=None) -> list[Path]:
     """Write every figure of the module docstring into OUT/plots/ and return their paths (for a regression scan,
     the figures of ``plot_regression``)."""
-    summary = Path(out_dir) / "summary.csv"
-    if summary.is_file():
-        with open(summary, newline="") as f:
-            if "drop_step" in (csv.DictReader(f).fieldnames or []):
-                return plot_regression(out_dir)
+    if open_scan(out_dir).regression:
+        return plot_regression(out_dir)
     return plot_scan(load_scan(out_dir), runs_to_show)
 
 
@@ -490,15 +458,10 @@ def logrank(rows, idx_groups, budget) -> dict:
 
 def _step_loss(scan, show) -> dict[int, np.ndarray]:
     """Per-update batch loss of the shown runs, {run id: float[S]} (empty when metrics.npz has none)."""
-    path = scan.out / "metrics.npz"
-    with zipfile.ZipFile(path) as zf:
-        if "step_loss.npy" not in zf.namelist():
-            return {}
-    with np.load(path) as z:
-        run_R = z["run"]
-    pos = {int(r): i for i, r in enumerate(run_R)}
-    loss = npz_rows(path, "step_loss", [pos[r] for r in show])
-    return dict(zip(show, loss))
+    folder = open_scan(scan.out)
+    if "step_loss" not in folder.arrays:
+        return {}
+    return dict(zip(show, folder.rows_of("step_loss", show)))
 
 
 def _run(scan, rid, keys, step_loss_S) -> Figure:
@@ -569,23 +532,20 @@ RUNS_PER_PANEL = 8
 
 def load_regression(out_dir) -> tuple[Scan, float]:
     """(scan, updates per epoch) of a regression results folder (summary.csv with drop columns)."""
-    out = Path(out_dir)
+    folder = open_scan(out_dir)
+    out = folder.out
     try:
-        with open(out / "summary.csv", newline="") as f:
-            rows = parse_rows(list(csv.DictReader(f)))
-        with np.load(out / "metrics.npz") as z:
-            run_R, eval_step_E, per_epoch = z["run"], z["eval_step"], float(z["updates_per_epoch"])
-            curves = {k: np.asarray(z[k]) for k in ("train_loss", "val_loss", "weight_norm")}
+        rows = parse_rows(folder.summary)
+        arrays = folder.metrics()
+        run_R, eval_step_E, per_epoch = arrays["run"], arrays["eval_step"], float(arrays["updates_per_epoch"])
+        curves = {k: arrays[k] for k in ("train_loss", "val_loss", "weight_norm")}
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{out} is not a finished jgrok regression results folder ({e}); pass the --out folder "
                           "of a finished scan.") from None
     pos = {int(r): i for i, r in enumerate(run_R)}
     order = np.array([pos[r["run"]] for r in rows])
     curves = {k: v[order] for k, v in curves.items()}
-    cfg_path = out / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    return Scan(out, cfg if isinstance(cfg, dict) else {}, rows, np.asarray(eval_step_E), curves,
-                int(eval_step_E[-1])), per_epoch
+    return Scan(out, folder.saved, rows, np.asarray(eval_step_E), curves, int(eval_step_E[-1])), per_epoch
 
 
 def plot_regression(out_dir) -> list[Path]:

@@ -27,7 +27,9 @@ import numpy as np
 from jgrok import plots, runids, stats
 from jgrok.config import MAX_RUNS
 from jgrok.errors import ArgumentParser, ConfigError
+from jgrok.io import results
 from jgrok.io.results import W_NOTE
+from jgrok.results_folder import open_scan
 
 FASTEST = 5
 wilson = stats.wilson
@@ -72,11 +74,9 @@ def survival_lines(rows, by_group, budget) -> list[str]:
 def build_regression_report(out_dir) -> Path:
     """report.md of a regression scan (task mheight): per group the share of runs with a sudden val-loss drop, the
     quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.analysis.drop)."""
-    from jgrok.io import results
-
     out = Path(out_dir)
     paths = plots.plot_regression(out)
-    summary = results.read_summary(out / "summary.csv")
+    summary = open_scan(out).summary
     lines = ["# m-height regression scan", "",
              "Losses are mean squared errors of log2 h. A run's drop is the sudden val-loss drop found by "
              "`jgrok.analysis.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
@@ -92,11 +92,9 @@ def build_report(out_dir, runs=None) -> Path:
     """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path. A multi-process scan's shards
     (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json."""
     if (Path(out_dir) / "shards").is_dir():
-        from jgrok.io import results
-
         results.merge_shards(Path(out_dir))
-    summary = Path(out_dir) / "summary.csv"
-    if summary.is_file() and "drop_step" in summary.read_text().split("\n", 1)[0].split(","):
+    folder = open_scan(out_dir)
+    if folder.regression:
         return build_regression_report(out_dir)
     scan = plots.load_scan(out_dir)
     paths = plots.plot_scan(scan, runs)
@@ -126,10 +124,8 @@ def build_report(out_dir, runs=None) -> Path:
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
-    from jgrok.io import results
-
     others = {label: results.threshold_lines(members)
-              for label, members in results.by_group(results.read_summary(summary)).items()}
+              for label, members in results.by_group(folder.summary).items()}
     if any(others.values()):  # train.thresholds besides 0.99 (same definition: first eval step with val acc > X)
         md += ["## Steps to the other thresholds", ""] + [f"- {label}: {line}" for label, lines in others.items()
                                                           for line in lines] + [""]

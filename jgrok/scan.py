@@ -323,23 +323,20 @@ def _main(argv, stop) -> int:
         if (out / "summary.csv").is_file():  # written last and atomically: the scan finished
             print(f"{out} is already finished; nothing to do.")
             return 0
-        saved = config_mod.load_yaml(out / "config.yaml")
-        only = saved.pop("only", None)
-        saved.pop("process", None)
-        cfg = config_mod.from_dict(saved)
+        from jgrok.results_folder import open_scan
+
+        saved = open_scan(out)
+        cfg, only = saved.config, saved.only
         proc, n_proc = 0, 1
     else:
         cfg = resolve(args)
         proc, n_proc = processes(args)
 
     # heavy imports after argument checks, so mistakes are reported at once
-    from jgrok import engine, grid, train
+    from jgrok import engine, grid, results_folder, runids, train
     from jgrok.io import results
 
-    rows = grid.expand(cfg)
-    if only is not None:
-        keep = set(grid.parse_ids(str(only), len(rows)))
-        rows = [r for r in rows if r["run"] in keep]
+    rows = runids.keep(grid.expand(cfg), only)
     from jgrok.io import tb
 
     if args.resume is None:  # checked when the scan began (a shard's saved --only holds its own runs alone)
@@ -348,14 +345,15 @@ def _main(argv, stop) -> int:
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
     # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
     # choose equal W
+    starts: dict = {}  # --init-from parameters, read once
     W = cfg.engine.wave_size or min(engine.choose_wave_size(p, -(-len(m) // n_proc), n_dev)
-                                    for p, _, m in grid.programs(cfg, rows))
+                                    for p, _, m in results_folder.programs(cfg, rows, starts))
     if n_proc > 1:  # this process trains every n_proc-th run of the table
         rows = rows[proc::n_proc]
         if not rows:
             raise ConfigError(f"Process {proc} of {n_proc} has no runs; the scan has fewer runs than processes.")
         only = ",".join(str(r["run"]) for r in rows)
-    progs = grid.programs(cfg, rows)
+    progs = results_folder.programs(cfg, rows, starts)
     for prog, _, _ in progs:
         train.stop_rule(prog)  # an unknown stop metric is a mistake reported before anything is written
     lanes = {id(p): W for p, _, _ in progs}

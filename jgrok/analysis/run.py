@@ -15,12 +15,15 @@ from jgrok.analysis import report as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
 from jgrok.analysis import variants as variants_mod
 from jgrok.errors import ConfigError
+from jgrok import results_folder
 from jgrok.io.results import last_finite
+from jgrok.results_folder import open_scan
 
 
 def _plan_chaos(out, spec, K, overwrite, first_group):
     path = out / "analysis" / "chaos.csv"
-    cfg, rows, W = retrain.scan_config(out)
+    folder = open_scan(out)
+    cfg, rows, W = folder.config, folder.runs, folder.lanes
     if spec == "auto":
         lay, res = first_group
         ids = chaos_mod.auto_runs(lay.steps, lay.run, res["is_super"])
@@ -36,16 +39,15 @@ def _plan_chaos(out, spec, K, overwrite, first_group):
 
 
 def _plan_chimera(out, attribute, data_seeds, overwrite):
-    from jgrok import grid
-
     path = out / "analysis" / "chimera.csv"
-    cfg, rows, W = retrain.scan_config(out)
+    folder = open_scan(out)
+    cfg, rows, W = folder.config, folder.runs, folder.lanes
     fast = retrain.find_run(rows, attribute[0], "--attribute")
     slow = retrain.find_run(rows, attribute[1], "--attribute")
     chimera_mod.check_parents(fast, slow)
     if path.exists() and not overwrite:
         raise ConfigError(f"{path} already holds chimera results; pass --overwrite to train them again.")
-    prog = grid.programs(cfg, [fast])[0][0]
+    prog = results_folder.programs(cfg, [fast])[0][0]
     if data_seeds is None:
         data = list(dict.fromkeys([(fast["split_seed"], fast["order_seed"]), (slow["split_seed"], slow["order_seed"])]))
     else:
@@ -153,9 +155,7 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
     runs = np.array([r["run"] for r in rows])
     step_loss = None
     if spike_cfg.curve == "step_loss":
-        with np.load(out / "metrics.npz") as z:
-            order = {int(r): i for i, r in enumerate(z["run"])}
-            step_loss = z["step_loss"][[order[r] for r in runs]]
+        step_loss = open_scan(out).rows_of("step_loss", runs)
     sp = spikes.analyse(scan.curves, scan.eval_step_E, step_loss, steps99, reached, runs, spike_cfg)
     body += ["## Slingshots and loss spikes", ""] + rep.spike_section(sp, spike_cfg, tdir)
     figs = rep.spike_figures(scan, sp, spike_cfg, pdir)
