@@ -93,7 +93,7 @@ def load_scan(out_dir) -> Scan:
         raise ConfigError(f"{out} is not a finished jgrok results folder (it has no summary.csv or metrics.npz); "
                           "pass the --out folder of a finished scan.")
     rows = parse_rows(folder.summary)
-    missing = [c for c in REQUIRED_COLUMNS if c not in (rows[0] if rows else ())]
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]] if rows else []
     if missing or not rows:
         raise ConfigError(f"{out / 'summary.csv'} is not a jgrok summary (missing columns: "
                           f"{', '.join(missing) or 'no rows'}); pass the --out folder of a finished scan.")
