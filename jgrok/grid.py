@@ -22,7 +22,7 @@ import numpy as np
 
 from jgrok import config as config_mod
 from jgrok import init as init_mod
-from jgrok.rungroup import COLUMN_DEFAULTS, COLUMNS, columns  # noqa: F401 - the runs table's columns
+from jgrok.rungroup import COLUMNS, columns
 from jgrok.tasks import algorithmic, mheight_task
 from jgrok.train import Hyper, Program
 
