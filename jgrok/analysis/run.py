@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots, stats
+from jgrok import plots, results_folder, runids, stats
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import fourier
@@ -14,10 +14,18 @@ from jgrok.analysis import progress as progress_mod
 from jgrok.analysis import report as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
 from jgrok.analysis import variants as variants_mod
+from jgrok.config import MAX_RUNS
 from jgrok.errors import ConfigError
 from jgrok.io.results import last_finite
-from jgrok import results_folder
 from jgrok.results_folder import open_scan
+
+
+def _run_ids(flag: str, text: str) -> list[int]:
+    """The run ids a flag names (jgrok.runids; at most as many as a scan can have)."""
+    try:
+        return runids.parse(text, MAX_RUNS)
+    except ConfigError as e:
+        raise ConfigError(f"{flag}: {e}") from None
 
 
 def _plan_chaos(out, spec, K, overwrite, first_group):
@@ -28,9 +36,7 @@ def _plan_chaos(out, spec, K, overwrite, first_group):
         lay, res = first_group
         ids = chaos_mod.auto_runs(lay.steps, lay.run, res["is_super"])
     else:
-        from jgrok.scan import parse_values
-
-        ids = [int(v) for v in parse_values("--chaos", spec, seeds=True)]
+        ids = _run_ids("--chaos", spec)
         for rid in ids:
             retrain.find_run(rows, rid, "--chaos")
     if path.exists() and not overwrite:
@@ -65,9 +71,7 @@ def _fourier_runs(spec, rows):
         by_speed = sorted(rows, key=lambda r: (r["step_val_acc_99"], r["run"]))
         pick = np.unique(np.linspace(0, len(by_speed) - 1, min(8, len(by_speed))).round().astype(int))
         return [by_speed[i]["run"] for i in pick]
-    from jgrok.scan import parse_values
-
-    out = [int(v) for v in parse_values("--fourier-runs", spec, seeds=True)]
+    out = _run_ids("--fourier-runs", spec)
     for rid in out:
         if rid not in ids:
             raise ConfigError(f"--fourier-runs: run {rid} is not in this scan.")
