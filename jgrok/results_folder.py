@@ -53,6 +53,7 @@ class ResultsFolder:
         self._summary = None
         self._layout = None  # [(program, its runs)] in checkpoint order, without --init-from parameters
         self._checkpoints: dict[int, tuple[int, list]] = {}  # program index -> (step, per-run state leaves)
+        self._shapes: dict = {}  # program index -> its training state as shapes
 
     # ------------------------------------------------------------------------------------------- config and runs
 
@@ -120,6 +121,7 @@ class ResultsFolder:
         """summary.csv: one dict per run in run-id order, values as csv gives them (jgrok.io.results defines
         the columns)."""
         if self._summary is None:
+            self._need("summary.csv")
             self._summary = results.read_summary(self.out / "summary.csv")
         return self._summary
 
@@ -131,19 +133,19 @@ class ResultsFolder:
     def metrics(self, per_update: bool = False) -> dict[str, np.ndarray]:
         """The arrays of metrics.npz (its docstring: jgrok.io.results), runs in run-id order; the per-update
         ``step_*`` arrays ([R, S], gigabytes for a large scan) only with ``per_update``."""
-        with np.load(self.out / "metrics.npz") as z:
+        with np.load(self._need("metrics.npz")) as z:
             return {k: np.asarray(z[k]) for k in z.files if per_update or not k.startswith("step_")}
 
     @property
     def arrays(self) -> list[str]:
         """The names of the arrays in metrics.npz."""
-        with zipfile.ZipFile(self.out / "metrics.npz") as zf:
+        with zipfile.ZipFile(self._need("metrics.npz")) as zf:
             return [n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")]
 
     def curves(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(values [runs, evals] (``fourier_spectrum``: [runs, evals, F]) in run-id order, eval steps [evals]) of
         one metric of metrics.npz, e.g. "val_acc"; ConfigError when the scan has no such curve."""
-        with np.load(self.out / "metrics.npz") as z:
+        with np.load(self._need("metrics.npz")) as z:
             if name not in z.files:
                 have = sorted(k for k in z.files if k not in ("run", "eval_step"))
                 raise ConfigError(f"{self.out / 'metrics.npz'} has no curve '{name}'; it has {', '.join(have)}.")
@@ -152,10 +154,18 @@ class ResultsFolder:
     def rows_of(self, name: str, run_ids) -> np.ndarray:
         """The rows of one array of metrics.npz for some runs, without reading the others (``step_loss`` [R, S]
         of a large scan is gigabytes)."""
-        path = self.out / "metrics.npz"
+        path = self._need("metrics.npz")
         with np.load(path) as z:
             pos = {int(r): i for i, r in enumerate(z["run"])}
         return results.npz_rows(path, name, [pos[r] for r in run_ids])
+
+    def _need(self, name: str) -> Path:
+        """OUT/name; ConfigError when it is not there (the scan has not finished)."""
+        path = self.out / name
+        if not path.is_file():
+            raise ConfigError(f"{self.out} has no {name}: the scan has not finished (resume it with python -m "
+                              f"jgrok.scan --resume {self.out}).")
+        return path
 
     # ------------------------------------------------------------------------------------- parameters and models
 
@@ -200,9 +210,12 @@ class ResultsFolder:
         raise ConfigError(f"Run {run} is not part of the scan in {self.out}.")
 
     def _abstract(self, i: int):
-        prog, members = self._programs()[i]
-        init_fn, _ = prog.compiled(1)
-        return jax.eval_shape(init_fn, grid.hyper(prog, members[:1]))
+        """The training state of program i as shapes (one run)."""
+        if i not in self._shapes:
+            prog, members = self._programs()[i]
+            init_fn, _ = prog.compiled(1)
+            self._shapes[i] = jax.eval_shape(init_fn, grid.hyper(prog, members[:1]))
+        return self._shapes[i]
 
     def _state(self, i: int, leaves: list):
         return jax.tree.unflatten(jax.tree.structure(self._abstract(i)), leaves)
