@@ -74,7 +74,9 @@ class ResultsFolder:
             if not path.is_file():
                 raise ConfigError(f"{self.out} is not a jgrok results folder (no config.yaml).")
             data = config_mod.load_yaml(path)
-            self._config = config_mod.from_dict({k: v for k, v in data.items() if k not in BOOKKEEPING})
+            if isinstance(data, dict):
+                data = {k: v for k, v in data.items() if k not in BOOKKEEPING}
+            self._config = config_mod.from_dict(data)  # a ConfigError sentence for anything else
         return self._config
 
     @property
