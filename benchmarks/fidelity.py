@@ -42,6 +42,7 @@ SOURCES = {
 
 def measure(preset: str, seeds: str, steps: int, out: Path, extra: list[str]) -> dict:
     """Train the preset and return {run: (seed, steps to the threshold, reached)} and the wall time."""
+    import jgrok
     from jgrok import scan
     from jgrok.io import results
 
@@ -53,12 +54,11 @@ def measure(preset: str, seeds: str, steps: int, out: Path, extra: list[str]) ->
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if code != 0:
         raise SystemExit(f"fidelity.py: the scan failed (exit {code}): {' '.join(args)}")
-    rows = results.read_summary(out / "summary.csv")
-    m = np.load(out / "metrics.npz")
-    step, reached = results.first_step_above(m["val_acc"], m["eval_step"], steps, threshold)
-    order = {int(r): i for i, r in enumerate(m["run"])}
-    runs = {int(r["run"]): (int(r["seed"]), int(step[order[int(r["run"])]]), bool(reached[order[int(r["run"])]]))
-            for r in rows}
+    saved = jgrok.open_scan(out)
+    val_acc, eval_step = saved.curves("val_acc")
+    step, reached = results.first_step_above(val_acc, eval_step, steps, threshold)
+    runs = {int(r["run"]): (int(r["seed"]), int(step[i]), bool(reached[i]))  # both in run-id order
+            for i, r in enumerate(saved.summary)}
     return {"runs": runs, "wall_s": wall, "process_cpu_s": cpu}
 
 

@@ -17,12 +17,15 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from jgrok.mheight import parse_groups
-from jgrok.tasks import mheight
-from jgrok.tasks.mheight_lp import lp_count, lp_height
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the LP oracle is a test module: tests/mheight_lp.py
+
+from jgrok.mheight import parse_groups  # noqa: E402
+from jgrok.tasks import mheight  # noqa: E402
+from tests.mheight_lp import lp_count, lp_height  # noqa: E402
 
 
 def main(argv=None) -> int:

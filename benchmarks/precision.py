@@ -36,8 +36,8 @@ from scipy import stats  # noqa: E402
 
 
 def run_scan(config: str, seeds: str, precision: str, out: Path, extra: list[str]) -> tuple[dict, float]:
+    import jgrok
     from jgrok import scan
-    from jgrok.io import results
 
     args = ["--config", config, "--seeds", seeds, "--precision", precision, "--stop-when", "val_acc>0.99",
             "--patience", "1", "--no-tensorboard", "--quiet", "--out", str(out), *extra]
@@ -46,7 +46,7 @@ def run_scan(config: str, seeds: str, precision: str, out: Path, extra: list[str
     wall = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"precision.py: the {precision} scan failed (exit {code}): {' '.join(args)}")
-    rows = results.read_summary(out / "summary.csv")
+    rows = jgrok.open_scan(out).summary
     by_run = {int(r["run"]): (int(r["step_val_acc_99"]), bool(int(r["reached_val_99"]))) for r in rows}
     return by_run, wall
 

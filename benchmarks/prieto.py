@@ -45,21 +45,16 @@ def final_logit_stats(out: Path) -> dict[int, tuple[float, float]]:
     import jax
     import jax.numpy as jnp
 
-    from jgrok import config as config_mod
-    from jgrok import engine, grid, train
-    from jgrok.io import load as load_mod
+    import jgrok
+    from jgrok import grid, train
 
-    data = config_mod.load_yaml(out / "config.yaml")
-    for k in ("only", "process", "lanes"):
-        data.pop(k, None)
-    cfg = config_mod.from_dict(data)
-    rows = grid.expand(cfg)
+    scan = jgrok.open_scan(out)
     res = {}
-    for prog, table, members in grid.programs(cfg, rows):
+    for prog, table, members in grid.programs(scan.config, scan.runs):
         init_fn, _ = prog.compiled(1)
         perms = np.asarray(init_fn(jax.tree.map(np.asarray, grid.hyper(prog, members))).perm)
         for i, r in enumerate(members):
-            params = load_mod.final_params(out, r["run"])
+            params, = scan.restore([r["run"]])
             idx = perms[i][: prog.n_train]
             x, y = table.inputs[idx], table.targets[idx]
             with jax.enable_x64(train.needs_x64(prog.cfg)):
@@ -70,9 +65,9 @@ def final_logit_stats(out: Path) -> dict[int, tuple[float, float]]:
 
 
 def summarise(out: Path) -> dict:
-    import csv
+    import jgrok
 
-    rows = list(csv.DictReader(open(out / "summary.csv")))
+    rows = jgrok.open_scan(out).summary
     stats = final_logit_stats(out)
     per = {}
     for v in dict.fromkeys(r["variant"] for r in rows):
@@ -111,9 +106,9 @@ def main(argv=None) -> int:
         if rc:
             return rc
     record["variants"] = summarise(out)
-    import yaml
+    import jgrok
 
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg = jgrok.open_scan(out).saved
     record["steps"], record["eval_every"], record["lanes"] = cfg["train"]["steps"], cfg["train"]["eval_every"], \
         cfg.get("lanes")
     import jax

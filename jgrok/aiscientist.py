@@ -22,16 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from jgrok import scan as scan_cli
 from jgrok.errors import ConfigError
+from jgrok.results_folder import open_scan
 
 DATASETS = ("x_div_y", "x_minus_y", "x_plus_y", "permutation")
 
 
 def convert(scan_dir: Path, out_dir: Path) -> None:
-    from jgrok.io import results
-
-    summary = results.read_summary(scan_dir / "summary.csv")
-    m = np.load(scan_dir / "metrics.npz")
+    scan = open_scan(scan_dir)
+    summary, m = scan.summary, scan.metrics()  # both in run-id order
     steps = [int(s) for s in m["eval_step"]]
     all_results, final_infos = {}, {}
     for dataset in DATASETS:
@@ -73,7 +73,6 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    from jgrok import scan
 
     out_dir = Path(args.out_dir)
     try:
@@ -92,7 +91,7 @@ def main(argv=None) -> int:
         scan_args += ["--steps", args.steps]
     if args.quiet:
         scan_args.append("--quiet")
-    code = scan.main(scan_args)
+    code = scan_cli.main(scan_args)
     if code:
         return code
     convert(out_dir / "jgrok", out_dir)

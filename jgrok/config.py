@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from jgrok import runids
 from jgrok.errors import ConfigError
 
 # Presets ship inside the package (``jgrok/configs/*.yaml``), so an installed wheel has them too.
@@ -687,11 +688,11 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"engine.chunk must be at least 1, not {e.chunk}.")
     if e.checkpoint_every < 0:
         raise ConfigError(f"engine.checkpoint_every must be zero or positive, not {e.checkpoint_every}.")
-    for part in ("" if e.tb_runs.strip().lower() in ("none", "auto") else e.tb_runs).split(","):
-        bits = part.strip().split(":") if part.strip() else []
-        if len(bits) > 2 or not all(b.strip().isdigit() for b in bits):
-            raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
-                              f"not '{e.tb_runs}'.")
+    try:  # run ids of a scan of at most MAX_RUNS runs (jgrok.runids)
+        runids.parse_optional("" if e.tb_runs.strip().lower() == "auto" else e.tb_runs, MAX_RUNS)
+    except ConfigError:
+        raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
+                          f"not '{e.tb_runs}'.") from None
     for name, cls in _SECTION_CLASSES.items():  # counts, sizes and step numbers are int32 in compiled programs
         for field, typ in _field_types(cls).items():
             v = getattr(getattr(cfg, name), field)

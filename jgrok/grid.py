@@ -17,28 +17,19 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import jax
 import numpy as np
 
 from jgrok import config as config_mod
 from jgrok import init as init_mod
+from jgrok.rungroup import COLUMNS, columns
 from jgrok.tasks import algorithmic, mheight_task
-from jgrok import train as train_mod
 from jgrok.train import Hyper, Program
 
 # product order: outermost first
 AXIS_ORDER = ("task", "variant", "optimizer", "init", "init_scale", "wd", "lr", "filter", "filter_alpha",
               "filter_lambda", "filter_window", "orthogonal_grad", "data_seed", "split_seed", "order_seed", "seed")
-# columns every runs table and summary.csv carry, whether they vary or not
-COLUMNS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
-           "filter_alpha", "filter_lambda", "filter_window", "orthogonal_grad", "variant")
 FILTERS = ("none", "ema", "ma")
-# values of the newer columns for a row built without them (no variant axis, no ⊥Grad)
-COLUMN_DEFAULTS = {"orthogonal_grad": False, "variant": ""}
-
-
-def columns(row: dict) -> dict:
-    """The COLUMNS values of a runs-table row."""
-    return {c: row[c] if c in row or c not in COLUMN_DEFAULTS else COLUMN_DEFAULTS[c] for c in COLUMNS}
 
 
 def expand(cfg: config_mod.Config) -> list[dict]:
@@ -83,35 +74,15 @@ def varying(rows: list[dict]) -> list[str]:
     return [c for c in COLUMNS if len({r[c] for r in cols}) > 1]
 
 
-def parse_ids(text: str, n_runs: int) -> list[int]:
-    """``--only`` syntax: comma list of ids and half-open ranges A:B, e.g. ``3,17,40:48``."""
-    ids = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if ":" in part:
-                a, b = part.split(":")
-                lo, hi = int(a), int(b)
-                if hi <= lo:
-                    raise config_mod.ConfigError(f"Run range '{part}' is empty; write A:B with A < B.")
-                if lo < 0 or hi > n_runs:
-                    bad = lo if lo < 0 else hi - 1
-                    raise config_mod.ConfigError(f"Run id {bad} does not exist; this grid has runs 0 to {n_runs - 1}.")
-                ids.extend(range(lo, hi))
-            else:
-                ids.append(int(part))
-        except ValueError:
-            raise config_mod.ConfigError(f"Run ids must be whole numbers or ranges A:B, not '{part}'.") from None
-    bad = [i for i in ids if not 0 <= i < n_runs]
-    if bad:
-        raise config_mod.ConfigError(f"Run id {bad[0]} does not exist; this grid has runs 0 to {n_runs - 1}.")
-    return sorted(set(ids))
-
-
-def programs(cfg: config_mod.Config, rows: list[dict]) -> list[tuple[Program, algorithmic.Table, list[dict]]]:
+def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[tuple[Program, algorithmic.Table,
+                                                                                     list[dict]]]:
     """Group runs by their static values (task, optimiser, variant) into programs, in run order. A program's config
     has train.steps / train.eval_every in updates (resolved from epochs where the config counts epochs), and
-    optim.orthogonal_grad true when any of its runs uses ⊥Grad (each run's own choice is in Hyper)."""
+    optim.orthogonal_grad true when any of its runs uses ⊥Grad (each run's own choice is in Hyper).
+
+    ``load_start(out, run)``: the final parameters of run ``run`` of the scan in folder ``out``, for a config whose
+    runs start from them (``init.from_run``; jgrok.results_folder.programs passes it). Without it such programs
+    start from their own initialisation, which has the same shapes (enough to read a scan's checkpoints)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["task"], r["optimizer"], r.get("variant", "")), []).append(r)
@@ -131,8 +102,8 @@ def programs(cfg: config_mod.Config, rows: list[dict]) -> list[tuple[Program, al
                        n_train=table.n_train, schemes=schemes, filters=filters, window_max=max(windows, default=1),
                        kind="regress" if regress else "classify", n_groups=len(table.groups) if regress else 1)
         _check_groups(prog, members)
-        if pcfg.init.from_run:
-            prog = _with_start(prog, pcfg.init.from_run)
+        if pcfg.init.from_run and load_start is not None:
+            prog = with_start(prog, pcfg.init.from_run, load_start)
         out.append((prog, table, members))
     return out
 
@@ -172,25 +143,16 @@ def _check_groups(prog: Program, rows: list[dict]) -> None:
                                                  f"{', '.join(names)}.")
 
 
-_STARTS: dict = {}
-
-
-def _with_start(prog: Program, spec: str) -> Program:
-    """The program whose runs start from the final parameters of another scan's run (``init.from_run``)."""
-    import dataclasses
-
-    import jax
-
-    from jgrok.io import load as load_mod
-
+def with_start(prog: Program, spec: str, load_start) -> Program:
+    """The program whose runs start from the final parameters of another scan's run (``init.from_run`` = spec),
+    read by ``load_start(out, run)``; ConfigError for a layer group the model lacks or parameters of another
+    shape."""
     out, run, groups = config_mod.parse_from_run(spec)
     for g in groups:
         if g not in prog.groups:
             raise config_mod.ConfigError(f"Init group '{g}' does not exist in this model; its groups are "
                                          f"{', '.join(prog.groups)}.")
-    if (out, run) not in _STARTS:
-        _STARTS[(out, run)] = load_mod.final_params(out, run)
-    params = _STARTS[(out, run)]
+    params = load_start(out, run)
     _, shapes = prog.model
     want = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     have = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}

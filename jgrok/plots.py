@@ -30,10 +30,8 @@ changes no global backend or state (safe in a notebook or a thread) and never op
 
 from __future__ import annotations
 
-import csv
 import math
 import re
-import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -41,13 +39,13 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from jgrok import rungroup, stats
 from jgrok.errors import ConfigError
+from jgrok.results_folder import open_scan
 
 SEED_COLUMNS = rungroup.SEED_COLUMNS
 REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
@@ -87,29 +85,26 @@ def parse_rows(rows: list[dict]) -> list[dict]:
 
 
 def load_scan(out_dir) -> Scan:
-    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml; ConfigError if OUT is no results folder."""
-    out = Path(out_dir)
-    summary, npz = out / "summary.csv", out / "metrics.npz"
-    if not out.is_dir():
-        raise ConfigError(f"Results folder {out} does not exist; pass the --out folder of a finished scan.")
-    if not summary.is_file() or not npz.is_file():
+    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml (through jgrok.open_scan); ConfigError if OUT is
+    no results folder."""
+    folder = open_scan(out_dir)
+    out = folder.out
+    if not folder.finished or not (out / "metrics.npz").is_file():
         raise ConfigError(f"{out} is not a finished jgrok results folder (it has no summary.csv or metrics.npz); "
                           "pass the --out folder of a finished scan.")
-    with open(summary, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        rows = parse_rows(list(reader))
+    rows = parse_rows(folder.summary)
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]] if rows else []
     if missing or not rows:
-        raise ConfigError(f"{summary} is not a jgrok summary (missing columns: {', '.join(missing) or 'no rows'}); "
-                          "pass the --out folder of a finished scan.")
+        raise ConfigError(f"{out / 'summary.csv'} is not a jgrok summary (missing columns: "
+                          f"{', '.join(missing) or 'no rows'}); pass the --out folder of a finished scan.")
+    npz = out / "metrics.npz"
     try:
-        with np.load(npz) as z:
-            run_R, eval_step_E = z["run"], z["eval_step"]
-            curves = {k: np.asarray(z[k]) for k in z.files
-                      if k not in ("run", "eval_step") and not k.startswith("step_")}
+        arrays = folder.metrics()
+        run_R, eval_step_E = arrays["run"], arrays["eval_step"]
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{npz} cannot be read as jgrok metrics ({e}); pass the --out folder of a finished "
                           "scan.") from None
+    curves = {k: v for k, v in arrays.items() if k not in ("run", "eval_step") and not k.startswith("step_")}
     lacking = [k for k in [k for k, _ in CURVES] + ["weight_norm"] if k not in curves]
     if lacking:
         raise ConfigError(f"{npz} lacks the curves {', '.join(lacking)}; pass the --out folder of a finished scan.")
@@ -118,33 +113,9 @@ def load_scan(out_dir) -> Scan:
         raise ConfigError(f"summary.csv and metrics.npz in {out} list different runs; rerun the scan.")
     order = np.array([pos[r["run"]] for r in rows])
     curves = {k: v[order] for k, v in curves.items()}
-    cfg_path = out / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    cfg = cfg if isinstance(cfg, dict) else {}
+    cfg = folder.saved
     budget = (cfg.get("train") or {}).get("steps") or int(eval_step_E[-1])
     return Scan(out, cfg, rows, np.asarray(eval_step_E), curves, int(budget))
-
-
-def npz_rows(path, key: str, idx) -> np.ndarray:
-    """Rows ``idx`` of one array in an .npz without reading the rest (memory-mapped when stored uncompressed,
-    as np.savez writes it); for step_loss [R, S] of a large scan this reads a few rows instead of gigabytes."""
-    idx = np.asarray(idx, int)
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(key + ".npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            with np.load(path) as z:
-                return z[key][idx]
-        with zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(f)
-            header_len = f.tell()
-    with open(path, "rb") as f:  # the member's data starts after its local file header (30 bytes + name + extra)
-        f.seek(info.header_offset + 26)
-        name_len, extra_len = struct.unpack("<HH", f.read(4))
-    start = info.header_offset + 30 + name_len + extra_len + header_len
-    arr = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order="F" if fortran else "C")
-    return np.array(arr[idx])
 
 
 def group_keys(rows: list[dict]) -> list[str]:
@@ -178,11 +149,8 @@ def select_runs(rows: list[dict], extra=None) -> list[int]:
 def make_plots(out_dir, runs_to_show=None) -> list[Path]:
     """Write every figure of the module docstring into OUT/plots/ and return their paths (for a regression scan,
     the figures of ``plot_regression``)."""
-    summary = Path(out_dir) / "summary.csv"
-    if summary.is_file():
-        with open(summary, newline="") as f:
-            if "drop_step" in (csv.DictReader(f).fieldnames or []):
-                return plot_regression(out_dir)
+    if open_scan(out_dir).regression:
+        return plot_regression(out_dir)
     return plot_scan(load_scan(out_dir), runs_to_show)
 
 
@@ -197,21 +165,21 @@ def plot_scan(scan: Scan, runs_to_show=None) -> list[Path]:
     for task in dict.fromkeys(t for t, _ in by_group):
         g = {label: idx for (t, label), idx in by_group.items() if t == task}
         for key, title in CURVES:
-            paths.append(_save(_mean_curves(scan, g, key, title, task), plot_dir / f"{key}_{_safe(task)}.png"))
-        paths.append(_save(_quantiles(scan, g, task), plot_dir / f"quantiles_{_safe(task)}.png"))
-        paths.append(_save(_steps_hist(scan, g, task), plot_dir / f"steps_hist_{_safe(task)}.png"))
-        paths.append(_save(_steps_ecdf(scan, g, task), plot_dir / f"steps_ecdf_{_safe(task)}.png"))
-        paths.append(_save(_survival(scan, g, task), plot_dir / f"survival_{_safe(task)}.png"))
-    paths.append(_save(_summary(scan, by_group), plot_dir / "summary_plot.png"))
+            paths.append(save(_mean_curves(scan, g, key, title, task), plot_dir / f"{key}_{safe_name(task)}.png"))
+        paths.append(save(_quantiles(scan, g, task), plot_dir / f"quantiles_{safe_name(task)}.png"))
+        paths.append(save(_steps_hist(scan, g, task), plot_dir / f"steps_hist_{safe_name(task)}.png"))
+        paths.append(save(_steps_ecdf(scan, g, task), plot_dir / f"steps_ecdf_{safe_name(task)}.png"))
+        paths.append(save(_survival(scan, g, task), plot_dir / f"survival_{safe_name(task)}.png"))
+    paths.append(save(_summary(scan, by_group), plot_dir / "summary_plot.png"))
     step_loss = _step_loss(scan, show)
     for rid in show:
-        paths.append(_save(_run(scan, rid, keys, step_loss.get(rid)), plot_dir / f"run_{rid}.png"))
+        paths.append(save(_run(scan, rid, keys, step_loss.get(rid)), plot_dir / f"run_{rid}.png"))
     return paths
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
 
-def _quiet(fn, *a, **k):
+def quiet(fn, *a, **k):
     """NaN-aware reductions warn on all-NaN columns (steps where every run had stopped); those give NaN."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -228,13 +196,15 @@ def column(rows, idx, key) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------- figures
 
-def _figure(w, h) -> Figure:
+def figure(w, h) -> Figure:
+    """A w x h inch figure on the Agg canvas (no pyplot), laid out by matplotlib's constrained layout."""
     fig = Figure(figsize=(w, h), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
+    """Write the figure as a PNG (110 dpi) and return its path."""
     fig.savefig(path, dpi=110)
     return path
 
@@ -266,7 +236,7 @@ def _log_y(ax):
     ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
 
 
-def _legend(ax, n):
+def legend(ax, n):
     """Inside the axes for a few entries, outside on the right for many."""
     if n <= 4:
         ax.legend(fontsize="small", framealpha=0.8)
@@ -275,7 +245,7 @@ def _legend(ax, n):
 
 
 def _mean_curves(scan, g, key, title, task) -> Figure:
-    fig = _figure(8, 4.5)
+    fig = figure(8, 4.5)
     ax = fig.add_subplot()
     x = scan.eval_step_E
     for color, (label, idx) in zip(_colors(len(g)), g.items()):
@@ -292,7 +262,7 @@ def _mean_curves(scan, g, key, title, task) -> Figure:
     ax.set(xlabel="update step", ylabel=title, title=f"{title} on {task}: mean ± s.e. over runs")
     _step_axis(ax, scan.budget)
     ax.grid(alpha=0.3)
-    _legend(ax, len(g))
+    legend(ax, len(g))
     return fig
 
 
@@ -300,7 +270,7 @@ def _grid_axes(fig_w_per, fig_h_per, n, sharey=True):
     """n panels in a near-square grid (at most 4 columns); x tick labels on the lowest panel of each column."""
     cols = min(n, 4, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
-    fig = _figure(fig_w_per * cols + 0.5, fig_h_per * rows + 0.6)
+    fig = figure(fig_w_per * cols + 0.5, fig_h_per * rows + 0.6)
     axes = fig.subplots(rows, cols, sharex=True, sharey=sharey, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -321,7 +291,7 @@ def _quantiles(scan, g, task) -> Figure:
     x = scan.eval_step_E
     for k, (ax, (label, idx)) in enumerate(zip(axes, g.items())):
         for key, color, name in (("train_acc", TRAIN_C, "train"), ("val_acc", VAL_C, "val")):
-            q10, q50, q90 = _quiet(np.nanquantile, scan.curves[key][idx], [0.1, 0.5, 0.9], axis=0)
+            q10, q50, q90 = quiet(np.nanquantile, scan.curves[key][idx], [0.1, 0.5, 0.9], axis=0)
             ax.fill_between(x, q10, q90, color=color, alpha=0.22, lw=0, label=f"{name} acc 10–90%")
             ax.plot(x, q50, color=color, lw=1.6, label=f"{name} acc median")
         for j, i in enumerate(_thin_runs(scan.rows, idx)):
@@ -373,7 +343,7 @@ def _steps_hist(scan, g, task) -> Figure:
 
 
 def _steps_ecdf(scan, g, task) -> Figure:
-    fig = _figure(8, 4.5)
+    fig = figure(8, 4.5)
     ax = fig.add_subplot()
     for color, (label, idx) in zip(_colors(len(g)), g.items()):
         steps = np.sort(column(scan.rows, idx, "step_val_acc_99")[column(scan.rows, idx, "reached_val_99") > 0])
@@ -392,7 +362,7 @@ def _steps_ecdf(scan, g, task) -> Figure:
     ax.title.set_fontsize("medium")
     _step_axis(ax, scan.budget)
     ax.grid(alpha=0.3)
-    _legend(ax, len(g))
+    legend(ax, len(g))
     return fig
 
 
@@ -416,7 +386,7 @@ def _summary(scan, by_group) -> Figure:
     values = summary_values(scan, by_group)
     labels = list(values)
     n = len(by_group)
-    fig = _figure(12, 1.4 + 0.32 * n)
+    fig = figure(12, 1.4 + 0.32 * n)
     axes = fig.subplots(1, 3, sharey=True)
     y = np.arange(n)
     colors = _colors(n)
@@ -457,7 +427,7 @@ def _summary(scan, by_group) -> Figure:
 def _survival(scan, g, task) -> Figure:
     """Kaplan-Meier curves of steps to 99% val acc per run group, with 95% bands; log-rank test in the title when
     the task has several run groups."""
-    fig = _figure(8, 4.5)
+    fig = figure(8, 4.5)
     ax = fig.add_subplot()
     times = grok_times(scan.rows, {(task, label): idx for label, idx in g.items()}, scan.budget)
     for color, (label, t) in zip(_colors(len(g)), times.items()):
@@ -488,21 +458,16 @@ def logrank(rows, idx_groups, budget) -> dict:
 
 def _step_loss(scan, show) -> dict[int, np.ndarray]:
     """Per-update batch loss of the shown runs, {run id: float[S]} (empty when metrics.npz has none)."""
-    path = scan.out / "metrics.npz"
-    with zipfile.ZipFile(path) as zf:
-        if "step_loss.npy" not in zf.namelist():
-            return {}
-    with np.load(path) as z:
-        run_R = z["run"]
-    pos = {int(r): i for i, r in enumerate(run_R)}
-    loss = npz_rows(path, "step_loss", [pos[r] for r in show])
-    return dict(zip(show, loss))
+    folder = open_scan(scan.out)
+    if "step_loss" not in folder.arrays:
+        return {}
+    return dict(zip(show, folder.rows_of("step_loss", show)))
 
 
 def _run(scan, rid, keys, step_loss_S) -> Figure:
     i = next(j for j, r in enumerate(scan.rows) if r["run"] == rid)
     row, x = scan.rows[i], scan.eval_step_E
-    fig = _figure(8.5, 8)
+    fig = figure(8.5, 8)
     ax_loss, ax_acc, ax_norm = fig.subplots(3, 1, sharex=True)
     if step_loss_S is not None:
         finite = np.flatnonzero(np.isfinite(step_loss_S))
@@ -543,7 +508,7 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
     _step_axis(ax_norm, scan.budget)
     for ax, n in ((ax_loss, 3), (ax_acc, 5), (ax_norm, len(layers) + 1)):
         ax.grid(alpha=0.3)
-        _legend(ax, n)
+        legend(ax, n)
     seed_cols = [k for k in SEED_COLUMNS if row.get(k) is not None]
     same = all(row[k] == row.get("seed") for k in seed_cols)
     seeds = f"seed {row['seed']}" if same and "seed" in row else ", ".join(f"{k} {row[k]}" for k in seed_cols)
@@ -555,7 +520,8 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
     return fig
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A label as a file-name part: every character but letters, digits and _ . - becomes _."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
@@ -566,23 +532,20 @@ RUNS_PER_PANEL = 8
 
 def load_regression(out_dir) -> tuple[Scan, float]:
     """(scan, updates per epoch) of a regression results folder (summary.csv with drop columns)."""
-    out = Path(out_dir)
+    folder = open_scan(out_dir)
+    out = folder.out
     try:
-        with open(out / "summary.csv", newline="") as f:
-            rows = parse_rows(list(csv.DictReader(f)))
-        with np.load(out / "metrics.npz") as z:
-            run_R, eval_step_E, per_epoch = z["run"], z["eval_step"], float(z["updates_per_epoch"])
-            curves = {k: np.asarray(z[k]) for k in ("train_loss", "val_loss", "weight_norm")}
+        rows = parse_rows(folder.summary)
+        arrays = folder.metrics()
+        run_R, eval_step_E, per_epoch = arrays["run"], arrays["eval_step"], float(arrays["updates_per_epoch"])
+        curves = {k: arrays[k] for k in ("train_loss", "val_loss", "weight_norm")}
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{out} is not a finished jgrok regression results folder ({e}); pass the --out folder "
                           "of a finished scan.") from None
     pos = {int(r): i for i, r in enumerate(run_R)}
     order = np.array([pos[r["run"]] for r in rows])
     curves = {k: v[order] for k, v in curves.items()}
-    cfg_path = out / "config.yaml"
-    cfg = yaml.safe_load(cfg_path.read_text()) if cfg_path.is_file() else {}
-    return Scan(out, cfg if isinstance(cfg, dict) else {}, rows, np.asarray(eval_step_E), curves,
-                int(eval_step_E[-1])), per_epoch
+    return Scan(out, folder.saved, rows, np.asarray(eval_step_E), curves, int(eval_step_E[-1])), per_epoch
 
 
 def plot_regression(out_dir) -> list[Path]:
@@ -596,7 +559,7 @@ def plot_regression(out_dir) -> list[Path]:
     for task in dict.fromkeys(t for t, _ in by_group):
         g = {label: idx for (t, label), idx in by_group.items() if t == task}
         colors = _colors(len(g))
-        fig = _figure(12, 4.5)
+        fig = figure(12, 4.5)
         axes = fig.subplots(1, 2, sharey=True)
         for ax, key, title in ((axes[0], "train_loss", "train loss"), (axes[1], "val_loss", "val loss")):
             for color, (label, idx) in zip(colors, g.items()):
@@ -610,8 +573,8 @@ def plot_regression(out_dir) -> list[Path]:
             ax.set(xlabel="epoch", title=f"{title} (MSE of log2 h) on {task}; dotted: drop epochs")
             ax.grid(alpha=0.3)
         axes[0].set_ylabel("mean ± s.e. over runs")
-        _legend(axes[1], len(g))
-        paths.append(_save(fig, plot_dir / f"loss_{_safe(task)}.png"))
+        legend(axes[1], len(g))
+        paths.append(save(fig, plot_dir / f"loss_{safe_name(task)}.png"))
 
         fig, axes, _ = _grid_axes(4.2, 3.2, len(g))
         for ax, (label, idx) in zip(axes, g.items()):
@@ -628,9 +591,9 @@ def plot_regression(out_dir) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.set_xlabel("epoch")
         fig.suptitle(f"{task}: val loss of single runs")
-        paths.append(_save(fig, plot_dir / f"val_loss_runs_{_safe(task)}.png"))
+        paths.append(save(fig, plot_dir / f"val_loss_runs_{safe_name(task)}.png"))
 
-        fig = _figure(8, 4.5)
+        fig = figure(8, 4.5)
         ax = fig.add_subplot()
         for color, (label, idx) in zip(colors, g.items()):
             mean, se = mean_se(scan.curves["weight_norm"][idx])
@@ -638,6 +601,6 @@ def plot_regression(out_dir) -> list[Path]:
             ax.fill_between(x, mean - se, mean + se, color=color, alpha=0.25, lw=0)
         ax.set(xlabel="epoch", ylabel="global L2 norm of all parameters", title=f"weight norm on {task}")
         ax.grid(alpha=0.3)
-        _legend(ax, len(g))
-        paths.append(_save(fig, plot_dir / f"weight_norm_{_safe(task)}.png"))
+        legend(ax, len(g))
+        paths.append(save(fig, plot_dir / f"weight_norm_{safe_name(task)}.png"))
     return paths

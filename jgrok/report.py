@@ -24,9 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots, stats
+from jgrok import plots, runids, stats
+from jgrok.config import MAX_RUNS
 from jgrok.errors import ArgumentParser, ConfigError
+from jgrok.io import results
 from jgrok.io.results import W_NOTE
+from jgrok.results_folder import open_scan
 
 FASTEST = 5
 wilson = stats.wilson
@@ -71,11 +74,9 @@ def survival_lines(rows, by_group, budget) -> list[str]:
 def build_regression_report(out_dir) -> Path:
     """report.md of a regression scan (task mheight): per group the share of runs with a sudden val-loss drop, the
     quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.analysis.drop)."""
-    from jgrok.io import results
-
     out = Path(out_dir)
     paths = plots.plot_regression(out)
-    summary = results.read_summary(out / "summary.csv")
+    summary = open_scan(out).summary
     lines = ["# m-height regression scan", "",
              "Losses are mean squared errors of log2 h. A run's drop is the sudden val-loss drop found by "
              "`jgrok.analysis.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
@@ -91,11 +92,9 @@ def build_report(out_dir, runs=None) -> Path:
     """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path. A multi-process scan's shards
     (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json."""
     if (Path(out_dir) / "shards").is_dir():
-        from jgrok.io import results
-
         results.merge_shards(Path(out_dir))
-    summary = Path(out_dir) / "summary.csv"
-    if summary.is_file() and "drop_step" in summary.read_text().split("\n", 1)[0].split(","):
+    folder = open_scan(out_dir)
+    if folder.regression:
         return build_regression_report(out_dir)
     scan = plots.load_scan(out_dir)
     paths = plots.plot_scan(scan, runs)
@@ -125,10 +124,8 @@ def build_report(out_dir, runs=None) -> Path:
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
-    from jgrok.io import results
-
     others = {label: results.threshold_lines(members)
-              for label, members in results.by_group(results.read_summary(summary)).items()}
+              for label, members in results.by_group(folder.summary).items()}
     if any(others.values()):  # train.thresholds besides 0.99 (same definition: first eval step with val acc > X)
         md += ["## Steps to the other thresholds", ""] + [f"- {label}: {line}" for label, lines in others.items()
                                                           for line in lines] + [""]
@@ -172,7 +169,7 @@ def _plots_md(paths, tasks) -> str:
         elif p.stem.startswith("run_"):
             runs.append(p)
         else:
-            task = next((t for t in tasks for k in CAPTIONS if p.stem == f"{k}_{plots._safe(t)}"), "other figures")
+            task = next((t for t in tasks for k in CAPTIONS if p.stem == f"{k}_{plots.safe_name(t)}"), "other figures")
             per_task.setdefault(task, []).append(p)
     md = []
     for task, figs in per_task.items():
@@ -243,10 +240,11 @@ def _int(v) -> str:
 
 
 def _parse_runs(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"--runs takes a comma list of run ids such as 3,17, not '{text}'.") from None
+    try:  # at most as many as a scan can have (config.MAX_RUNS)
+        return runids.parse_optional(text, MAX_RUNS)
+    except ConfigError:
+        raise ConfigError(f"--runs takes a comma list of run ids and ranges A:B such as 3,17,40:48, not "
+                          f"'{text}'.") from None
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,16 @@ from __future__ import annotations
 AXES = ("variant", "lr", "wd", "init", "init_scale", "optimizer", "filter", "filter_alpha", "filter_lambda",
         "filter_window", "orthogonal_grad")
 SEED_COLUMNS = ("seed", "split_seed", "order_seed")
+# columns every runs table (jgrok.grid.expand) and summary.csv carry, whether they vary or not
+COLUMNS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
+           "filter_alpha", "filter_lambda", "filter_window", "orthogonal_grad", "variant")
+# values of the newer columns for a row built without them (no variant axis, no ⊥Grad)
+COLUMN_DEFAULTS = {"orthogonal_grad": False, "variant": ""}
+
+
+def columns(row: dict) -> dict:
+    """The COLUMNS values of a runs-table row."""
+    return {c: row[c] if c in row or c not in COLUMN_DEFAULTS else COLUMN_DEFAULTS[c] for c in COLUMNS}
 
 
 def value_text(v) -> str:

@@ -304,162 +304,199 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
             signal.signal(s, h)
 
 
+@dataclasses.dataclass
+class Plan:
+    """What a scan trains: its config, the runs of this process and their programs, the lane width W (one for
+    every program of the scan), the --only text to record, this process's index and the number of processes."""
+    cfg: config_mod.Config
+    rows: list
+    progs: list
+    W: int
+    only: str | None
+    proc: int = 0
+    n_proc: int = 1
+
+    @property
+    def process(self) -> tuple[int, int] | None:
+        return (self.proc, self.n_proc) if self.n_proc > 1 else None
+
+
 def _main(argv, stop) -> int:
     args = build_parser().parse_args(argv)
-    only = args.only
     if args.resume is not None:
-        given = [a for a in ("config", "out", "overwrite", "only", "set", *AXIS_FLAGS, *FIELD_FLAGS) if getattr(args, a)]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ConfigError(f"--resume continues a scan with its saved config; drop {flag} "
-                              "(or start a new scan with --out).")
-        out = Path(args.resume)
-        try:
-            ok = (out / "config.yaml").is_file()
-        except (OSError, ValueError):
-            ok = False
-        if not ok:
-            raise ConfigError(f"{out} is not a jgrok scan that can be resumed (it has no config.yaml).")
-        if (out / "summary.csv").is_file():  # written last and atomically: the scan finished
-            print(f"{out} is already finished; nothing to do.")
+        saved = _resume_folder(args)
+        if saved is None:
             return 0
-        saved = config_mod.load_yaml(out / "config.yaml")
-        only = saved.pop("only", None)
-        saved.pop("process", None)
-        cfg = config_mod.from_dict(saved)
+        out, cfg, only = Path(args.resume), saved.config, saved.only
         proc, n_proc = 0, 1
     else:
-        cfg = resolve(args)
+        out, cfg, only = None, resolve(args), args.only
         proc, n_proc = processes(args)
+    plan = make_plan(cfg, only, proc, n_proc, check_tb=args.resume is None)
+    if args.dry_run:
+        print_dry_run(plan)
+        return 0
+    # regression data is read (or generated into its cache) before the output folder is made, so a bad data file
+    # leaves nothing behind
+    for p, t, _ in plan.progs:  # regression data: which codes, and how many infinite heights were left out
+        if p.kind == "regress":
+            t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
+            print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
+    need = disk_bytes(plan.progs, plan.cfg.engine.checkpoint_every)
+    if out is None:
+        out = _new_out(args, plan, need)
+    else:
+        check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
+    trained = _train(args, out, plan, stop)
+    if trained is None:
+        return 130
+    _finish(out, plan, *trained)
+    return 0
 
+
+def _resume_folder(args):
+    """The results folder that ``--resume OUT`` continues (jgrok.open_scan), or None when it is finished."""
+    given = [a for a in ("config", "out", "overwrite", "only", "set", *AXIS_FLAGS, *FIELD_FLAGS) if getattr(args, a)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"--resume continues a scan with its saved config; drop {flag} "
+                          "(or start a new scan with --out).")
+    out = Path(args.resume)
+    try:
+        ok = (out / "config.yaml").is_file()
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{out} is not a jgrok scan that can be resumed (it has no config.yaml).")
+    if (out / "summary.csv").is_file():  # written last and atomically: the scan finished
+        print(f"{out} is already finished; nothing to do.")
+        return None
+    from jgrok.results_folder import open_scan
+
+    saved = open_scan(out)
+    saved.config  # noqa: B018 - a config that cannot be read is reported now
+    return saved
+
+
+def make_plan(cfg, only, proc: int, n_proc: int, check_tb: bool = True) -> Plan:
+    """The runs of this process, their programs (with the --init-from parameters) and the lane width W."""
     # heavy imports after argument checks, so mistakes are reported at once
-    from jgrok import engine, grid, train
-    from jgrok.io import results
-
-    rows = grid.expand(cfg)
-    if only is not None:
-        keep = set(grid.parse_ids(str(only), len(rows)))
-        rows = [r for r in rows if r["run"] in keep]
+    from jgrok import engine, grid, results_folder, runids
     from jgrok.io import tb
 
-    if args.resume is None:  # checked when the scan began (a shard's saved --only holds its own runs alone)
+    rows = runids.keep(grid.expand(cfg), only)
+    if check_tb:  # checked when the scan began (a shard's saved --only holds its own runs alone)
         tb.check_runs(cfg.engine.tb_runs, [r["run"] for r in rows])
     n_dev = engine.n_devices()
+    starts: dict = {}  # --init-from parameters, read once
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
     # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
     # choose equal W
     W = cfg.engine.wave_size or min(engine.choose_wave_size(p, -(-len(m) // n_proc), n_dev)
-                                    for p, _, m in grid.programs(cfg, rows))
+                                    for p, _, m in results_folder.programs(cfg, rows, starts))
     if n_proc > 1:  # this process trains every n_proc-th run of the table
         rows = rows[proc::n_proc]
         if not rows:
             raise ConfigError(f"Process {proc} of {n_proc} has no runs; the scan has fewer runs than processes.")
         only = ",".join(str(r["run"]) for r in rows)
-    progs = grid.programs(cfg, rows)
+    progs = results_folder.programs(cfg, rows, starts)
+    from jgrok import train
+
     for prog, _, _ in progs:
         train.stop_rule(prog)  # an unknown stop metric is a mistake reported before anything is written
-    lanes = {id(p): W for p, _, _ in progs}
+    return Plan(cfg, rows, progs, W, only, proc, n_proc)
 
-    if args.dry_run:
-        print(config_mod.dump(cfg), end="")
-        print(f"# runs: {len(rows)} in {len(progs)} program(s) on {engine.platform()}")
-        for line in runs_table(rows):
-            print("#   " + line)
-        for prog, table, members in progs:
-            W = lanes[id(prog)]
-            per = engine.per_run_bytes(prog)
-            mem = f"estimated device memory {human_bytes(per)} per run, {human_bytes(per * W)} per device"
-            if prog.kind == "regress":
-                tr = prog.cfg.train
-                print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
-                      f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
-                      f"{prog.cfg.model.blocks} blocks, {table.n_vocab} input features), {table.describe()}; "
-                      f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
-                      f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
-            else:
-                variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
-                print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
-                      f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
-                      f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
-            print("#   " + time_estimate(prog, len(members), W, n_dev))
-        print(f"# disk: about {human_bytes(disk_bytes(progs, cfg.engine.checkpoint_every))} at most "
-              "(checkpoints and results)")
-        return 0
 
-    # regression data is read (or generated into its cache) before the output folder is made, so a bad data file
-    # leaves nothing behind
-    for p, t, _ in progs:  # regression data: which codes, and how many infinite heights were left out
-        if p.kind == "regress":
-            t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
-            print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
-    need = disk_bytes(progs, cfg.engine.checkpoint_every)
-    if args.resume is None:
-        out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
-        if n_proc > 1:
-            top = out
-            if top.exists() and not top.is_dir():
-                raise ConfigError(f"--out {top} is a file; choose a folder path.")
-            out = top / "shards" / f"process_{proc}"
-        created = prepare_out(out, args.overwrite)
-        try:  # nothing is trained yet: if the folder cannot take the scan, leave nothing behind
-            check_space(out, need)
-            write_config(out, cfg, W, only, (proc, n_proc) if n_proc > 1 else None)
-        except (ConfigError, OSError) as e:
-            if created is not None:
-                shutil.rmtree(created, ignore_errors=True)
-            else:
-                remove_results(out)
-            if isinstance(e, OSError):
-                raise StorageError(f"Cannot write to output folder {out} ({e.strerror}); "
-                                   "choose another --out.") from None
-            raise
-    else:
-        check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
+def print_dry_run(plan: Plan) -> None:
+    """--dry-run: the resolved config, the runs, and per program its size, memory and time estimate."""
+    from jgrok import engine
+
+    cfg, n_dev, W = plan.cfg, engine.n_devices(), plan.W
+    print(config_mod.dump(cfg), end="")
+    print(f"# runs: {len(plan.rows)} in {len(plan.progs)} program(s) on {engine.platform()}")
+    for line in runs_table(plan.rows):
+        print("#   " + line)
+    for prog, table, members in plan.progs:
+        per = engine.per_run_bytes(prog)
+        mem = f"estimated device memory {human_bytes(per)} per run, {human_bytes(per * W)} per device"
+        if prog.kind == "regress":
+            tr = prog.cfg.train
+            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
+                  f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
+                  f"{prog.cfg.model.blocks} blocks, {table.n_vocab} input features), {table.describe()}; "
+                  f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
+                  f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
+        else:
+            variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
+            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
+                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
+                  f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
+        print("#   " + time_estimate(prog, len(members), W, n_dev))
+    print(f"# disk: about {human_bytes(disk_bytes(plan.progs, cfg.engine.checkpoint_every))} at most "
+          "(checkpoints and results)")
+
+
+def _new_out(args, plan: Plan, need: int) -> Path:
+    """The output folder of a new scan, made and holding config.yaml; if it cannot take the scan, nothing is left
+    behind."""
+    out = Path(args.out) if args.out else Path("runs") / datetime.now().strftime("scan-%Y%m%d-%H%M%S")
+    if plan.n_proc > 1:
+        top = out
+        if top.exists() and not top.is_dir():
+            raise ConfigError(f"--out {top} is a file; choose a folder path.")
+        out = top / "shards" / f"process_{plan.proc}"
+    created = prepare_out(out, args.overwrite)
+    try:  # nothing is trained yet: if the folder cannot take the scan, leave nothing behind
+        check_space(out, need)
+        write_config(out, plan.cfg, plan.W, plan.only, plan.process)
+    except (ConfigError, OSError) as e:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            remove_results(out)
+        if isinstance(e, OSError):
+            raise StorageError(f"Cannot write to output folder {out} ({e.strerror}); "
+                               "choose another --out.") from None
+        raise
+    return out
+
+
+def _train(args, out: Path, plan: Plan, stop: dict):
+    """Train every program and write the results files: (the programs' results, seconds of training), or None when
+    stopped by a signal (checkpoint saved). A W that does not fit in device memory is halved (and recorded in
+    config.yaml) until it fits; ``plan.W`` and ``plan.cfg`` end as the ones used."""
+    from jgrok import engine
+    from jgrok.io import checkpoint, results, tb
+
     resume_hint = f"python -m jgrok.scan --resume {out}"
-
-    from jgrok.io import checkpoint
-
     t0 = time.perf_counter()
     logger = None
     told = False
     try:
         while True:
-            logger = tb.Logger(out, rows, cfg.engine.tb_runs, results.group_axes(rows)) if cfg.engine.tensorboard \
-                else None
+            logger = tb.Logger(out, plan.rows, plan.cfg.engine.tb_runs, results.group_axes(plan.rows)) \
+                if plan.cfg.engine.tensorboard else None
             try:
-                done = [engine.train_program(p, t, m, lanes[id(p)], progress=not args.quiet,
+                done = [engine.train_program(p, t, m, plan.W, progress=not args.quiet,
                                              on_chunk=logger.log if logger else None,
                                              ckpt=checkpoint.manager(out, i, cleanup=True),
-                                             checkpoint_every=cfg.engine.checkpoint_every,
+                                             checkpoint_every=plan.cfg.engine.checkpoint_every,
                                              should_stop=lambda: stop["asked"])
-                        for i, (p, t, m) in enumerate(progs)]
+                        for i, (p, t, m) in enumerate(plan.progs)]
                 stop["training"] = False
                 break
             except engine.Interrupted as e:
                 if logger is not None:
                     logger.close()
                 print(f"Stopped after {e.step} updates; checkpoint saved. Resume with: {resume_hint}", file=sys.stderr)
-                return 130
+                return None
             except engine.OutOfMemory as e:
                 if logger is not None:
                     logger.close()
-                if args.resume is not None or e.lanes == 1:
-                    raise ConfigError(f"The scan does not fit in device memory at W = {e.lanes} lanes"
-                                      + (" (the W of its checkpoints); resume it on a device with more memory."
-                                         if args.resume is not None else "; make the model or batch smaller.")) from None
-                W = e.lanes // 2
-                if not told:
-                    print(f"jgrok.scan: {e.lanes} lanes per wave do not fit in device memory; using fewer "
-                          f"(W = {W}, recorded in {out / 'config.yaml'}).", file=sys.stderr)
-                    told = True
-                lanes = {id(p): W for p, _, _ in progs}
-                for name in ("checkpoints", "tb"):  # both belong to the wider attempt
-                    shutil.rmtree(out / name, ignore_errors=True)
-                cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
-                write_config(out, cfg, W, only, (proc, n_proc) if n_proc > 1 else None)
+                told = _narrower(args, out, plan, e, told)
         cfg_text = (out / "config.yaml").read_text()
         wall = time.perf_counter() - t0
-        record_rates(done, n_dev)
+        record_rates(done, engine.n_devices())
         summary = results.save_scan(out, cfg_text, done)
         if logger is not None:
             logger.close(summary)
@@ -470,7 +507,32 @@ def _main(argv, stop) -> int:
             raise
         raise StorageError(f"Could not write to {out} ({checkpoint.reason(e)}); the checkpoints written so far are "
                            f"intact, so free space (or fix the folder) and resume with: {resume_hint}") from None
+    return done, wall
+
+
+def _narrower(args, out: Path, plan: Plan, e, told: bool) -> bool:
+    """After an out-of-memory error at W lanes: W / 2 from now on (recorded in config.yaml), the wider attempt's
+    checkpoints and logs removed; ConfigError when W cannot shrink (1 lane, or a resumed scan's checkpoints).
+    Returns whether the user has been told."""
+    if args.resume is not None or e.lanes == 1:
+        raise ConfigError(f"The scan does not fit in device memory at W = {e.lanes} lanes"
+                          + (" (the W of its checkpoints); resume it on a device with more memory."
+                             if args.resume is not None else "; make the model or batch smaller.")) from None
+    plan.W = e.lanes // 2
+    if not told:
+        print(f"jgrok.scan: {e.lanes} lanes per wave do not fit in device memory; using fewer "
+              f"(W = {plan.W}, recorded in {out / 'config.yaml'}).", file=sys.stderr)
+    for name in ("checkpoints", "tb"):  # both belong to the wider attempt
+        shutil.rmtree(out / name, ignore_errors=True)
+    plan.cfg = config_mod.set_path(plan.cfg, "engine.wave_size", str(plan.W))
+    write_config(out, plan.cfg, plan.W, plan.only, plan.process)
+    return True
+
+
+def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
+    """The plots, then the end-of-scan printout."""
     from jgrok import plots
+    from jgrok.io import checkpoint, results
 
     try:
         plots.make_plots(out)
@@ -482,18 +544,18 @@ def _main(argv, stop) -> int:
     # seed-steps this process trained: a resumed scan counts from its checkpoint, not from update 0
     n_steps = sum(len(d.rows) * (d.prog.cfg.train.steps - d.start_step) for d in done)
     resumed_at = sorted({d.start_step for d in done})
-    trained = (f"{len(rows)} runs x {budget} updates in {wall:.1f} s" if resumed_at == [0] else
-               f"{len(rows)} runs x {budget} updates, resumed at update {'/'.join(map(str, resumed_at))}: "
+    n_runs = len(plan.rows)
+    trained = (f"{n_runs} runs x {budget} updates in {wall:.1f} s" if resumed_at == [0] else
+               f"{n_runs} runs x {budget} updates, resumed at update {'/'.join(map(str, resumed_at))}: "
                f"this process trained {n_steps:,} seed-steps in {wall:.1f} s")
     print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     for line in results.distribution_lines(_typed(summary), budget):
         print(line)
-    print(f"Lane width W = {W}: {results.W_NOTE}")
-    if n_proc > 1:
-        print(f"Process {proc} of {n_proc} wrote its shard to {out}; once every process has finished, "
+    print(f"Lane width W = {plan.W}: {results.W_NOTE}")
+    if plan.n_proc > 1:
+        print(f"Process {plan.proc} of {plan.n_proc} wrote its shard to {out}; once every process has finished, "
               f"python -m jgrok.report {out.parent.parent} merges the shards.")
-    return 0
 
 
 def human_bytes(n: float) -> str:

@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from jgrok import config, engine, grid, init, scan
-from jgrok.io import load as load_mod
+import jgrok
+from jgrok import config, engine, grid, init, results_folder, scan
 from tests.conftest import TINY_ARGS, tiny
 
 
@@ -13,7 +13,7 @@ def initial_params(cfg):
     """{run id: {tensor path: initial value}} for every run of a config, through the engine's compiled init."""
     rows = grid.expand(cfg)
     out = {}
-    for prog, _, members in grid.programs(cfg, rows):
+    for prog, _, members in results_folder.programs(cfg, rows):
         init_fn, _ = prog.compiled(1)
         state = init_fn(grid.hyper(prog, members))
         flat = jax.tree_util.tree_flatten_with_path(state.params)[0]
@@ -55,7 +55,7 @@ def source(tmp_path_factory):
 
 
 def test_init_from_starts_from_a_trained_run_on_another_task(source):
-    trained = load_mod.final_params(source, 1)
+    trained = jgrok.open_scan(source).restore([1])[0]
     trained = {init.path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(trained)[0]}
     cfg = config.set_path(tiny(seed=[3, 4]), "init.from_run", f"{source}:1")
     started, _ = initial_params(cfg)

@@ -17,7 +17,7 @@ import pytest
 
 from jgrok.errors import ConfigError
 from jgrok.tasks import mheight
-from jgrok.tasks.mheight_lp import lp_height, lp_height_reduced
+from tests.mheight_lp import lp_height, lp_height_reduced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

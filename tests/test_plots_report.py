@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from jgrok import plots, report
+from jgrok.io.results import npz_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 AXES = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
@@ -229,7 +230,7 @@ def test_npz_rows_reads_only_rows(tmp_path):
     np.savez(tmp_path / "m.npz", step_loss=a, other=np.ones(3))
     np.savez_compressed(tmp_path / "c.npz", step_loss=a)
     for name in ("m.npz", "c.npz"):
-        assert np.array_equal(plots.npz_rows(tmp_path / name, "step_loss", [4, 1]), a[[4, 1]])
+        assert np.array_equal(npz_rows(tmp_path / name, "step_loss", [4, 1]), a[[4, 1]])
 
 
 def test_cli_errors(tmp_path, capsys):

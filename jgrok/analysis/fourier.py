@@ -46,11 +46,11 @@ def key_frequencies(spec_F: np.ndarray) -> list[int]:
 
 def spectrum_figure(spectra_RxF: np.ndarray, run_ids: list[int], path: Path) -> Path:
     """fourier_norms.png: the final spectra of the chosen runs."""
-    fig = plots._figure(8, 3.8)
+    fig = plots.figure(8, 3.8)
     ax = fig.add_subplot()
     for rid, spec in zip(run_ids, spectra_RxF):
         ax.plot(np.arange(1, len(spec) + 1), spec, lw=0.9, label=f"run {rid}")
     ax.set(xlabel="frequency k", ylabel="norm of embedding Fourier component", title="embedding at the last evaluation")
     ax.grid(alpha=0.3)
-    plots._legend(ax, len(run_ids))
-    return plots._save(fig, path)
+    plots.legend(ax, len(run_ids))
+    return plots.save(fig, path)

@@ -158,7 +158,7 @@ def verdict(table: list[dict], n_reached: int) -> str:
 
 def _band(ax, x, v_RxE, color, min_runs=1):
     n = np.isfinite(v_RxE).sum(axis=0)
-    q = plots._quiet(np.nanquantile, v_RxE, [0.1, 0.5, 0.9], axis=0)
+    q = plots.quiet(np.nanquantile, v_RxE, [0.1, 0.5, 0.9], axis=0)
     keep = n >= min_runs
     ax.fill_between(x[keep], q[0][keep], q[2][keep], color=color, alpha=0.25, lw=0, label="10–90%")
     ax.plot(x[keep], q[1][keep], color=color, lw=1.4, label="median")
@@ -187,7 +187,7 @@ def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.
     cols = min(3, len(keys))
     rows = -(-len(keys) // cols)
     for kind in ("steps", "aligned"):
-        fig = plots._figure(4 * cols, 2.8 * rows)
+        fig = plots.figure(4 * cols, 2.8 * rows)
         for i, k in enumerate(keys):
             ax = fig.add_subplot(rows, cols, i + 1)
             if kind == "steps":
@@ -204,16 +204,16 @@ def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.
             ax.set_title(k, fontsize="medium")
             ax.grid(alpha=0.3)
         fig.suptitle(f"{title}: {len(s99)} runs" + (f", {int(reached.sum())} aligned" if kind == "aligned" else ""))
-        path = pdir / f"measures_{'aligned_' if kind == 'aligned' else ''}{plots._safe(name)}.png"
-        paths.append(plots._save(fig, path))
+        path = pdir / f"measures_{'aligned_' if kind == 'aligned' else ''}{plots.safe_name(name)}.png"
+        paths.append(plots.save(fig, path))
     if "fourier_spectrum" in curves:
         # runs use different key frequencies, so the median is taken over each run's spectrum sorted largest
         # first, as a share of its own total: how concentrated the spectrum is, whatever the frequencies
         spec = -np.sort(-curves["fourier_spectrum"], axis=2)
         with np.errstate(all="ignore"):
             spec = spec / spec.sum(axis=2, keepdims=True)
-        spec = plots._quiet(np.nanmedian, spec, axis=0)  # [E, F]
-        fig = plots._figure(7, 3.6)
+        spec = plots.quiet(np.nanmedian, spec, axis=0)  # [E, F]
+        fig = plots.figure(7, 3.6)
         ax = fig.add_subplot()
         F = spec.shape[1]
         im = ax.imshow(spec.T, aspect="auto", origin="lower", interpolation="nearest",
@@ -221,5 +221,5 @@ def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.
         fig.colorbar(im, ax=ax, label="share of the run's spectrum (median)")
         ax.set(xlabel="update step", ylabel="rank of frequency (1 = largest)",
                title=f"{title}: embedding Fourier spectrum, sorted per run")
-        paths.append(plots._save(fig, pdir / f"fourier_spectrum_{plots._safe(name)}.png"))
+        paths.append(plots.save(fig, pdir / f"fourier_spectrum_{plots.safe_name(name)}.png"))
     return paths

@@ -54,10 +54,6 @@ def ci(lo, hi) -> str:
     return f"{pct(lo)}–{pct(hi)}"
 
 
-def _safe(s: str) -> str:
-    return plots._safe(s)
-
-
 # ------------------------------------------------------------------------------------------------ seed grids
 
 def seed_section(g: str, lay, res: dict, anova: dict | None, anova_so: dict | None, tdir: Path, pdir: Path,
@@ -82,7 +78,7 @@ def seed_section(g: str, lay, res: dict, anova: dict | None, anova_so: dict | No
         body = [[r["key"], r["n"], pct(r["rate"]), num(r["median_steps"], "{:.0f}"),
                  f"{pct(r['super_share'])} ({ci(r['ci_lo'], r['ci_hi'])})"]
                 + ([num(r.get("lift"), "{:.2f}")] if key == "per_data" else []) for r in rows]
-        name = f"{key}_{_safe(g)}.csv"
+        name = f"{key}_{plots.safe_name(g)}.csv"
         write_csv(tdir / name, head, body)
         shown = body
         note = ""
@@ -125,7 +121,7 @@ def seed_figures(g: str, lay, res: dict, pdir: Path, budget: int) -> list[Path]:
     if grid is not None:
         X, ms, ds = grid
         R = seeds.grid_matrix(lay, lay.reached.astype(float))[0]
-        fig = plots._figure(min(3 + 0.12 * len(ds), 14), min(2.5 + 0.12 * len(ms), 14))
+        fig = plots.figure(min(3 + 0.12 * len(ds), 14), min(2.5 + 0.12 * len(ms), 14))
         ax = fig.add_subplot()
         im = ax.imshow(X, aspect="auto", cmap="viridis_r", interpolation="nearest")
         yy, xx = np.nonzero(R == 0)
@@ -136,9 +132,9 @@ def seed_figures(g: str, lay, res: dict, pdir: Path, budget: int) -> list[Path]:
         fig.colorbar(im, ax=ax, label="ln steps")
         if len(yy):
             ax.legend(fontsize="x-small", loc="upper right")
-        paths.append(plots._save(fig, pdir / f"seed_grid_{_safe(g)}.png"))
+        paths.append(plots.save(fig, pdir / f"seed_grid_{plots.safe_name(g)}.png"))
     panels = [(k, t) for k, t in (("per_model", "model seed"), ("per_data", "data seed")) if k in res]
-    fig = plots._figure(5 * len(panels) + 0.5, 3.6)
+    fig = plots.figure(5 * len(panels) + 0.5, 3.6)
     for j, (key, title) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), j + 1)
         rows = res[key]
@@ -153,7 +149,7 @@ def seed_figures(g: str, lay, res: dict, pdir: Path, budget: int) -> list[Path]:
                       fontsize="x-small")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
-    paths.append(plots._save(fig, pdir / f"seed_rates_{_safe(g)}.png"))
+    paths.append(plots.save(fig, pdir / f"seed_rates_{plots.safe_name(g)}.png"))
     return paths
 
 
@@ -196,7 +192,7 @@ def spike_figures(scan, res: dict, cfg, pdir: Path) -> list[Path]:
             picks.append(e)
         if len(picks) == 4:
             break
-    fig = plots._figure(4.2 * len(picks) + 0.5, 5.5)
+    fig = plots.figure(4.2 * len(picks) + 0.5, 5.5)
     axes = fig.subplots(2, len(picks), squeeze=False, sharex="col")
     x = scan.eval_step_E
     h = cfg.horizon
@@ -218,8 +214,8 @@ def spike_figures(scan, res: dict, cfg, pdir: Path) -> list[Path]:
         ax2.axvline(e["onset_step"], color="red", ls="--", lw=0.8)
         ax2.set(xlabel="update step", ylabel="norm / norm at left edge")
         ax2.legend(fontsize="xx-small")
-    paths.append(plots._save(fig, pdir / "spikes_examples.png"))
-    fig = plots._figure(9, 3.6)
+    paths.append(plots.save(fig, pdir / "spikes_examples.png"))
+    fig = plots.figure(9, 3.6)
     off = np.arange(-h, h + 1)
     for j, (key, title) in enumerate((("val_loss", "log10 val loss / before"),
                                       ("weight_norm", "log10 weight norm / before"))):
@@ -233,7 +229,7 @@ def spike_figures(scan, res: dict, cfg, pdir: Path) -> list[Path]:
         ax.set(xlabel="evaluations from spike onset", ylabel=title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
-    paths.append(plots._save(fig, pdir / "spikes_aligned.png"))
+    paths.append(plots.save(fig, pdir / "spikes_aligned.png"))
     return paths
 
 
@@ -289,7 +285,7 @@ def chimera_section(ch: dict, budget: int, tdir: Path, pdir: Path) -> tuple[list
     md += ["Main effects (negative: taking this group from the fast run makes grokking faster):", "",
            table(head, rows(sorted(mains, key=lambda e: e["effect"]))), "",
            "Largest interactions:", "", table(head, rows(inter[:8])), ""]
-    fig = plots._figure(7, 0.5 + 0.35 * len(mains))
+    fig = plots.figure(7, 0.5 + 0.35 * len(mains))
     ax = fig.add_subplot()
     ms = sorted(mains, key=lambda e: e["effect"])
     ax.barh(range(len(ms)), [e["effect"] for e in ms], xerr=[0 if not np.isfinite(e["se"]) else e["se"] for e in ms],
@@ -297,7 +293,7 @@ def chimera_section(ch: dict, budget: int, tdir: Path, pdir: Path) -> tuple[list
     ax.set_yticks(range(len(ms)), [e["groups"][0] for e in ms])
     ax.axvline(0, color="black", lw=0.6)
     ax.set(xlabel="main effect on ln(steps to 99% val acc)", title="layer groups from the fast run")
-    return md, [plots._save(fig, pdir / "chimera_effects.png")]
+    return md, [plots.save(fig, pdir / "chimera_effects.png")]
 
 
 # ------------------------------------------------------------------------------------------------ progress measures
@@ -310,7 +306,7 @@ def progress_section(g: str, rows: list[dict], verdict: str, tdir: Path) -> list
              num(d["median_cross"], "{:.0f}"), num(d["median_lead"], "{:.0f}"),
              f"{num(d['rho'], '{:.2f}')} ({num(d['rho_lo'], '{:.2f}')} to {num(d['rho_hi'], '{:.2f}')}, "
              f"{d['n_rho']})", f"{num(d['r2'], '{:.2f}')} ({d['n_r2']})"] for d in rows]
-    write_csv(tdir / f"progress_{_safe(g)}.csv", head, body)
+    write_csv(tdir / f"progress_{plots.safe_name(g)}.csv", head, body)
     early = rows[0]["early_step"] if rows else 0
     return [f"### {g}", "", f"Early values: at step {early}. {verdict}", "", table(head, body), ""]
 

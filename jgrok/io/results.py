@@ -46,11 +46,12 @@ import csv
 import io
 import json
 import math
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from jgrok import grid as grid_mod
 from jgrok import rungroup, stats
 
 THRESHOLD = 0.99
@@ -59,11 +60,11 @@ W_NOTE = ("results are bit-identical for the same config and W (in any lane, bes
           "rounding differences can grow over many updates.")
 FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "step_val_acc_99")
 REGRESSION_FINAL_KEYS = ("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped")
-SUMMARY_COLUMNS = ("run",) + grid_mod.COLUMNS + (
+SUMMARY_COLUMNS = ("run",) + rungroup.COLUMNS + (
     "lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
     "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm", "diverged_step",
     "stopped_step")
-REGRESSION_COLUMNS = ("run",) + grid_mod.COLUMNS + (
+REGRESSION_COLUMNS = ("run",) + rungroup.COLUMNS + (
     "lanes", "drop_step", "drop_epoch", "dropped", "drop_factor", "final_train_loss", "final_val_loss",
     "min_val_loss", "final_weight_norm", "diverged_step")
 
@@ -114,7 +115,7 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
     out = []
     finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "weight_norm")}
     for i, r in enumerate(rows):
-        d = {"run": r["run"], **grid_mod.columns(r)}
+        d = {"run": r["run"], **rungroup.columns(r)}
         d.update(lanes=lanes, step_train_acc_99=int(st[i]), step_val_acc_99=int(sv[i]),
                  grok_delay=int(sv[i] - st[i]), reached_train_99=int(rt[i]), reached_val_99=int(rv[i]))
         for k, v in finals.items():
@@ -137,7 +138,7 @@ def summarize_regression(rows: list[dict], metrics: dict, eval_step: np.ndarray,
         min_val = np.nanmin(np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.inf), axis=1)
     out = []
     for i, r in enumerate(rows):
-        d = {"run": r["run"], **grid_mod.columns(r)}
+        d = {"run": r["run"], **rungroup.columns(r)}
         d.update(lanes=lanes, dropped=int(found[i]), drop_step=int(step[i]) if found[i] else "",
                  drop_epoch=float(step[i] / per_epoch) if found[i] else "",
                  drop_factor=float(factor[i]) if found[i] else "")
@@ -227,6 +228,28 @@ def atomic_text(path: Path, text: str) -> None:
 def read_summary(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         return [dict(r) for r in csv.DictReader(f)]
+
+
+def npz_rows(path, key: str, idx) -> np.ndarray:
+    """Rows ``idx`` of one array in an .npz without reading the rest (memory-mapped when stored uncompressed,
+    as np.savez writes it); for step_loss [R, S] of a large scan this reads a few rows instead of gigabytes."""
+    idx = np.asarray(idx, int)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            with np.load(path) as z:
+                return z[key][idx]
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            header_len = f.tell()
+    with open(path, "rb") as f:  # the member's data starts after its local file header (30 bytes + name + extra)
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+    start = info.header_offset + 30 + name_len + extra_len + header_len
+    arr = np.memmap(path, dtype=dtype, mode="r", offset=start, shape=shape, order="F" if fortran else "C")
+    return np.array(arr[idx])
 
 
 def _atomic(path: Path, write_fn) -> None:

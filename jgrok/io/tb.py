@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import rungroup
+from jgrok import rungroup, runids
 from jgrok.errors import ConfigError
 
 TAGS = {"train_acc": "accuracy/train", "val_acc": "accuracy/val", "train_loss": "loss/train", "val_loss": "loss/val",
@@ -69,20 +69,9 @@ AUTO_RUNS = 16
 
 
 def parse_runs(text: str) -> set[int]:
-    """Run ids of an ``engine.tb_runs`` list: a comma list of ids and half-open ranges A:B; 'none' or '' for none."""
-    ids: set[int] = set()
-    if str(text).strip().lower() == "none":
-        return ids
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if ":" in part:
-            a, b = part.split(":")
-            ids.update(range(int(a), int(b)))
-        else:
-            ids.add(int(part))
-    return ids
+    """Run ids of an ``engine.tb_runs`` list: a comma list of ids and half-open ranges A:B; 'none' or '' for none
+    (jgrok.runids)."""
+    return set(runids.parse_optional(text))
 
 
 def select_runs(tb_runs: str, rows: list[dict], groups: dict[str, list[int]]) -> list[int]:
