@@ -215,6 +215,12 @@ def _compiled(prog: Program, K: int):
     return make_init(prog), make_chunk(prog, K)
 
 
+def clear_caches() -> None:
+    """Forget every cached model and compiled program: the next :meth:`Program.compiled` traces and compiles."""
+    _model.cache_clear()
+    _compiled.cache_clear()
+
+
 def stablemax_s(x):
     """StableMax's s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0 (Prieto et al. 2025, eq. 6; their code adds
     1e-30 to 1 - x, which is >= 1 there, so it changes nothing and is left out). The x < 0 branch is evaluated at
