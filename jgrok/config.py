@@ -21,7 +21,12 @@ from typing import Any
 
 import yaml
 
+# The modules that own the lists of valid names (none of them imports this module).
+from jgrok import grokfast, losses, measures, models
+from jgrok import init as init_mod
 from jgrok.errors import ConfigError
+from jgrok.models import resnet, transformer
+from jgrok.tasks import algorithmic, mheight_task
 
 # Presets ship inside the package (``jgrok/configs/*.yaml``), so an installed wheel has them too.
 CONFIGS_DIR = Path(str(resources.files("jgrok").joinpath("configs")))
@@ -105,8 +110,8 @@ class TrainConfig:
     eval_train: bool = False  # also evaluate the full train split at each eval
     eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
     precision: str = "fp32"  # "fp32", "tf32", "bf16", "fp64" (the whole run in float64: JAX x64 for that program)
-    loss: str = "answer"  # see jgrok.train.LOSSES
-    softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.train.log_probs)
+    loss: str = "answer"  # see jgrok.losses.LOSSES
+    softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.losses.log_probs)
     # Counting in epochs (sampling "epochs" only): with epochs > 0 the budget is epochs x updates per epoch
     # (ceil(n_train / batch_size)) and train.steps is not used; with eval_every_epochs > 0 evaluations happen every
     # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
@@ -521,8 +526,6 @@ def approx_params(m: ModelConfig, vocab: int = 2**12) -> int:
 _STOP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
-NORMS = ("post", "pre", "none", "grokfast")
-
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
     """``train.thresholds`` / ``--threshold``: "0.95,0.99" -> (0.95, 0.99), sorted, each in (0, 1]."""
@@ -556,14 +559,14 @@ def parse_stop_rule(text: str) -> tuple[str, str, float] | None:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def _one_of(names, quote: bool = False) -> str:
+    """("a", "b", "c") -> "a, b or c" (with quote: "'a', 'b' or 'c'"), for a message listing the valid names."""
+    items = [f"'{n}'" if quote else str(n) for n in names]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
 def validate(cfg: Config) -> None:
     """Check every value a user can set; raise ConfigError naming what to change."""
-    # Imported here: these modules own the lists of valid names.
-    from jgrok import init as init_mod
-    from jgrok import train as train_mod
-    from jgrok.models import resnet
-    from jgrok.tasks import algorithmic, mheight_task
-
     def each(axis: str) -> list:
         section, field = AXES[axis]
         return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
@@ -581,8 +584,8 @@ def validate(cfg: Config) -> None:
     if not 0.0 < t.fraction < 1.0:
         raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
     m = cfg.model
-    if m.kind not in ("transformer", "resnet", "mlp"):
-        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer', 'mlp' or 'resnet'.")
+    if m.kind not in models.KINDS:
+        raise ConfigError(f"model.kind '{m.kind}' is unknown; use {_one_of(models.KINDS, quote=True)}.")
     if m.kind == "mlp" and not all(1 <= h <= 2**16 for h in m.hidden):
         raise ConfigError(f"model.hidden takes layer sizes from 1 to 65536, not {list(m.hidden)}.")
     if regression and m.kind != "resnet":
@@ -594,20 +597,21 @@ def validate(cfg: Config) -> None:
         if getattr(m, field) < 1:
             raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
     if m.output not in resnet.OUTPUTS:
-        raise ConfigError(f"model.output must be 'h' or 'log2h', not '{m.output}'.")
+        raise ConfigError(f"model.output must be {_one_of(resnet.OUTPUTS, quote=True)}, not '{m.output}'.")
     for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "n_positions"):
         if getattr(m, field) < 1:
             raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
     if m.d_model % m.n_heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads}).")
-    if m.norm not in NORMS:
-        raise ConfigError(f"model.norm must be one of {', '.join(NORMS)}, not '{m.norm}'.")
-    if m.activation not in ("gelu", "relu"):
-        raise ConfigError(f"model.activation must be 'gelu' or 'relu', not '{m.activation}'.")
+    if m.norm not in transformer.NORMS:
+        raise ConfigError(f"model.norm must be one of {', '.join(transformer.NORMS)}, not '{m.norm}'.")
+    if m.activation not in transformer.ACTIVATIONS:
+        raise ConfigError(f"model.activation must be {_one_of(transformer.ACTIVATIONS, quote=True)}, "
+                          f"not '{m.activation}'.")
     o = cfg.optim
     for name in each("optimizer"):
-        if name not in ("adamw", "adam_l2", "sgd"):
-            raise ConfigError(f"Optimizer '{name}' is unknown; use adamw, adam_l2 or sgd.")
+        if name not in grokfast.OPTIMIZERS:
+            raise ConfigError(f"Optimizer '{name}' is unknown; use {_one_of(grokfast.OPTIMIZERS)}.")
     for lr in each("lr"):
         if lr <= 0:
             raise ConfigError(f"Learning rate must be positive, not {lr}.")
@@ -623,8 +627,8 @@ def validate(cfg: Config) -> None:
     if o.warmup < 0:
         raise ConfigError(f"optim.warmup must be zero or positive, not {o.warmup}.")
     for name in each("filter"):
-        if name not in ("none", "ema", "ma"):
-            raise ConfigError(f"Gradient filter '{name}' is unknown; use none, ema or ma.")
+        if name not in grokfast.KINDS:
+            raise ConfigError(f"Gradient filter '{name}' is unknown; use {_one_of(grokfast.KINDS)}.")
     for a in each("filter_alpha"):
         if not 0 <= a < 1:
             raise ConfigError(f"Filter alpha must be in [0, 1), not {a}.")
@@ -656,16 +660,15 @@ def validate(cfg: Config) -> None:
                               f"with train.{'steps' if field == 'epochs' else 'eval_every'}.")
     if tr.precision not in ("fp32", "tf32", "bf16", "fp64"):
         raise ConfigError(f"train.precision must be 'fp32', 'tf32', 'bf16' or 'fp64', not '{tr.precision}'.")
-    if tr.loss not in train_mod.LOSSES:
-        raise ConfigError(f"train.loss '{tr.loss}' is unknown; use one of {', '.join(train_mod.LOSSES)}.")
-    if tr.softmax_precision not in train_mod.SOFTMAX_DTYPES:
-        raise ConfigError(f"train.softmax_precision must be 16, 32 or 64, not {tr.softmax_precision}.")
+    if tr.loss not in losses.LOSSES:
+        raise ConfigError(f"train.loss '{tr.loss}' is unknown; use one of {', '.join(losses.LOSSES)}.")
+    if tr.softmax_precision not in losses.SOFTMAX_DTYPES:
+        raise ConfigError(f"train.softmax_precision must be {_one_of(losses.SOFTMAX_DTYPES)}, "
+                          f"not {tr.softmax_precision}.")
     if regression and (tr.loss != "answer" or tr.softmax_precision != 32):
         raise ConfigError("Task 'mheight' is a regression (mean squared error); leave train.loss and "
                           "train.softmax_precision at their defaults.")
     parse_stop_rule(tr.stop_when)
-    from jgrok import measures
-
     measures.check(tr.measures, tasks, m.kind, t.p, t.vocab)
     parse_thresholds(tr.thresholds)
     if t.split not in ("shuffled", "ordered"):
@@ -736,8 +739,6 @@ def parse_group_overrides(text: str) -> dict[str, dict]:
     """``init.groups`` / ``--init-group``: "head=seed:7,embedding=scheme:orthogonal" ->
     {"head": {"seed": 7}, "embedding": {"scheme": "orthogonal"}}. Group names are checked against the model
     later (jgrok.grid), since they depend on the number of layers."""
-    from jgrok import init as init_mod
-
     out: dict[str, dict] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         group, _, spec = part.partition("=")
