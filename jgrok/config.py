@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 # The modules that own the lists of valid names (none of them imports this module).
-from jgrok import grokfast, losses, measures, models
+from jgrok import grokfast, losses, measures, models, optim
 from jgrok import init as init_mod
 from jgrok.errors import ConfigError
 from jgrok.models import resnet, transformer
@@ -610,8 +610,8 @@ def validate(cfg: Config) -> None:
                           f"not '{m.activation}'.")
     o = cfg.optim
     for name in each("optimizer"):
-        if name not in grokfast.OPTIMIZERS:
-            raise ConfigError(f"Optimizer '{name}' is unknown; use {_one_of(grokfast.OPTIMIZERS)}.")
+        if name not in optim.OPTIMIZERS:
+            raise ConfigError(f"Optimizer '{name}' is unknown; use {_one_of(optim.OPTIMIZERS)}.")
     for lr in each("lr"):
         if lr <= 0:
             raise ConfigError(f"Learning rate must be positive, not {lr}.")

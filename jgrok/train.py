@@ -224,10 +224,6 @@ def regression_perm(prog: Program, split_key):
     return jnp.concatenate([perm_GxP[:, :tr].reshape(-1), perm_GxP[:, tr:].reshape(-1)]).astype(jnp.int32)
 
 
-def global_norm(params):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params)))
-
-
 def group_norms(prog: Program, params) -> dict:
     by_group: dict[str, Any] = {}
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
@@ -257,8 +253,8 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
         perm = jnp.arange(prog.n_pairs, dtype=jnp.int32)
     else:
         perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
-    return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32),
-                    jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
+    return RunState(params, tx.init(params), perm, optim.global_norm(params), jnp.array(True),
+                    jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
 
 
 def _batch(prog: Program, perm, order_seed, step):
@@ -303,7 +299,7 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(lambda p, u: p + u, state.params, updates)
     if prog.cfg.optim.constant_norm:  # Omnigrok: back onto the sphere of the initial norm
-        params = jax.tree.map(lambda p: p * (state.init_norm / global_norm(params)), params)
+        params = optim.rescale_to_norm(params, state.init_norm)
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
     apply_update = state.alive & finite
     new = state._replace(params=params, opt_state=opt_state)
@@ -347,7 +343,7 @@ def evaluate(prog: Program, data, state: RunState) -> dict:
             prog, state.params, state.perm, 0, prog.n_train, data)
     if prog.kind == "regress":
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
-    out["weight_norm"] = global_norm(state.params)
+    out["weight_norm"] = optim.global_norm(state.params)
     out.update(group_norms(prog, state.params))
     out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x), state.params, state.perm, data))
     return out
