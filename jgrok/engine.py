@@ -26,6 +26,7 @@ import numpy as np
 from jgrok import grid as grid_mod
 from jgrok import measures, train
 from jgrok.errors import ConfigError
+from jgrok.io import checkpoint
 
 
 @dataclasses.dataclass
@@ -379,7 +380,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     restored = None
     if ckpt is not None:
         like_leaves = [np.zeros((R,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
-        restored = ckpt_mod().restore(ckpt, ckpt_mod().pack(like_leaves, host, 0))
+        restored = checkpoint.restore(ckpt, checkpoint.pack(like_leaves, host, 0))
     groups: list = []
     try:
         if restored is not None:
@@ -403,7 +404,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     bar.begin(start_step, compiling)
 
     def save(step_done):
-        ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(gather(), host, step_done))
+        checkpoint.save(ckpt, step_done, checkpoint.pack(gather(), host, step_done))
 
     def mask_ended(g, lo, hi):
         """NaN the outputs of lanes past their end (diverged or stopped) in update range [lo, hi)."""
@@ -491,17 +492,6 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
             metrics[k][r, steps_e > e] = np.nan
     return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes, stopped,
                          start_step=start_step, first_chunk_s=bar.first_chunk_s, rate=bar.rate())
-
-
-def ckpt_mod():
-    from jgrok.io import checkpoint
-
-    return checkpoint
-
-
-def check_lanes(lanes: int) -> None:
-    if lanes < 1:
-        raise ConfigError(f"--wave-size must be at least 1, not {lanes}.")
 
 
 def n_devices() -> int:
