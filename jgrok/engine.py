@@ -7,7 +7,7 @@ padded with copies of its first run; padded lanes are computed and thrown away.
 
 All waves of a program advance together, one compiled chunk of K updates at a time; between chunks the host
 collects metrics, reports progress and writes checkpoints. Runs that stopped (``train.stop_when``) or diverged
-are frozen inside the chunk; between chunks they leave the device and the rest are re-packed into fewer groups
+are frozen inside the chunk; between chunks they leave the device and the rest are re-packed into fewer waves
 (compaction), so a heavy-tailed scan stops paying for finished runs.
 """
 
