@@ -21,8 +21,12 @@ from typing import Any
 
 import yaml
 
-from jgrok import runids
+# The modules that own the lists of valid names (none of them imports this module).
+from jgrok import grokfast, losses, measures, models, optim, runids
+from jgrok import init as init_mod
 from jgrok.errors import ConfigError
+from jgrok.models import resnet, transformer
+from jgrok.tasks import algorithmic, mheight_task
 
 # Presets ship inside the package (``jgrok/configs/*.yaml``), so an installed wheel has them too.
 CONFIGS_DIR = Path(str(resources.files("jgrok").joinpath("configs")))
@@ -106,8 +110,8 @@ class TrainConfig:
     eval_train: bool = False  # also evaluate the full train split at each eval
     eval_batch: int = 2048  # examples per evaluation slice (memory only; results do not depend on it)
     precision: str = "fp32"  # "fp32", "tf32", "bf16", "fp64" (the whole run in float64: JAX x64 for that program)
-    loss: str = "answer"  # see jgrok.train.LOSSES
-    softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.train.log_probs)
+    loss: str = "answer"  # see jgrok.losses.LOSSES
+    softmax_precision: int = 32  # float width of the loss's softmax / StableMax: 16, 32 or 64 (jgrok.losses.log_probs)
     # Counting in epochs (sampling "epochs" only): with epochs > 0 the budget is epochs x updates per epoch
     # (ceil(n_train / batch_size)) and train.steps is not used; with eval_every_epochs > 0 evaluations happen every
     # eval_every_epochs x updates per epoch and train.eval_every is not used. See resolve_epochs.
@@ -522,8 +526,6 @@ def approx_params(m: ModelConfig, vocab: int = 2**12) -> int:
 _STOP_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_/]*)\s*(>=|<=|>|<)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
-NORMS = ("post", "pre", "none", "grokfast")
-
 
 def parse_thresholds(text: str) -> tuple[float, ...]:
     """``train.thresholds`` / ``--threshold``: "0.95,0.99" -> (0.95, 0.99), sorted, each in (0, 1]."""
@@ -557,20 +559,34 @@ def parse_stop_rule(text: str) -> tuple[str, str, float] | None:
     return m.group(1), m.group(2), float(m.group(3))
 
 
+def _one_of(names, quote: bool = False) -> str:
+    """("a", "b", "c") -> "a, b or c" (with quote: "'a', 'b' or 'c'"), for a message listing the valid names."""
+    items = [f"'{n}'" if quote else str(n) for n in names]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
 def validate(cfg: Config) -> None:
-    """Check every value a user can set; raise ConfigError naming what to change."""
-    # Imported here: these modules own the lists of valid names.
-    from jgrok import init as init_mod
-    from jgrok import train as train_mod
-    from jgrok.models import resnet
-    from jgrok.tasks import algorithmic, mheight_task
-
-    def each(axis: str) -> list:
-        section, field = AXES[axis]
-        return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
-
-    tasks = each("task")
+    """Check every value a user can set; raise ConfigError naming what to change. The sections are checked in
+    this order, each by its own function; a grid axis's values are checked where its field is."""
+    tasks = _axis_values(cfg, "task")
     regression = mheight_task.NAME in tasks
+    _check_task(cfg, tasks, regression)
+    _check_model(cfg.model, regression)
+    _check_optim(cfg)
+    _check_init(cfg)
+    _check_train(cfg, tasks, regression)
+    _check_engine(cfg.engine)
+    _check_limits(cfg)
+    _check_grid(cfg)
+
+
+def _axis_values(cfg: Config, axis: str) -> list:
+    """The values a grid axis takes: its list in the grid, or the base config's one value."""
+    section, field = AXES[axis]
+    return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
+
+
+def _check_task(cfg: Config, tasks: list[str], regression: bool) -> None:
     for name in tasks:
         if name == mheight_task.NAME:
             mheight_task.check(cfg.task)
@@ -581,9 +597,13 @@ def validate(cfg: Config) -> None:
     t = cfg.task
     if not 0.0 < t.fraction < 1.0:
         raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
-    m = cfg.model
-    if m.kind not in ("transformer", "resnet", "mlp"):
-        raise ConfigError(f"model.kind '{m.kind}' is unknown; use 'transformer', 'mlp' or 'resnet'.")
+    if t.split not in ("shuffled", "ordered"):
+        raise ConfigError(f"task.split must be 'shuffled' or 'ordered', not '{t.split}'.")
+
+
+def _check_model(m: ModelConfig, regression: bool) -> None:
+    if m.kind not in models.KINDS:
+        raise ConfigError(f"model.kind '{m.kind}' is unknown; use {_one_of(models.KINDS, quote=True)}.")
     if m.kind == "mlp" and not all(1 <= h <= 2**16 for h in m.hidden):
         raise ConfigError(f"model.hidden takes layer sizes from 1 to 65536, not {list(m.hidden)}.")
     if regression and m.kind != "resnet":
@@ -592,27 +612,34 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.kind 'resnet' is the m-height regressor; use it with task mheight (or use "
                           "model.kind: transformer).")
     for field in ("width", "blocks"):
-        if getattr(m, field) < 1:
-            raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
+        _at_least_one(m, field)
     if m.output not in resnet.OUTPUTS:
-        raise ConfigError(f"model.output must be 'h' or 'log2h', not '{m.output}'.")
+        raise ConfigError(f"model.output must be {_one_of(resnet.OUTPUTS, quote=True)}, not '{m.output}'.")
     for field in ("n_layers", "d_model", "n_heads", "mlp_ratio", "n_positions"):
-        if getattr(m, field) < 1:
-            raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
+        _at_least_one(m, field)
     if m.d_model % m.n_heads:
         raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads}).")
-    if m.norm not in NORMS:
-        raise ConfigError(f"model.norm must be one of {', '.join(NORMS)}, not '{m.norm}'.")
-    if m.activation not in ("gelu", "relu"):
-        raise ConfigError(f"model.activation must be 'gelu' or 'relu', not '{m.activation}'.")
+    if m.norm not in transformer.NORMS:
+        raise ConfigError(f"model.norm must be one of {', '.join(transformer.NORMS)}, not '{m.norm}'.")
+    if m.activation not in transformer.ACTIVATIONS:
+        raise ConfigError(f"model.activation must be {_one_of(transformer.ACTIVATIONS, quote=True)}, "
+                          f"not '{m.activation}'.")
+
+
+def _at_least_one(m: ModelConfig, field: str) -> None:
+    if getattr(m, field) < 1:
+        raise ConfigError(f"model.{field} must be at least 1, not {getattr(m, field)}.")
+
+
+def _check_optim(cfg: Config) -> None:
     o = cfg.optim
-    for name in each("optimizer"):
-        if name not in ("adamw", "adam_l2", "sgd"):
-            raise ConfigError(f"Optimizer '{name}' is unknown; use adamw, adam_l2 or sgd.")
-    for lr in each("lr"):
+    for name in _axis_values(cfg, "optimizer"):
+        if name not in optim.OPTIMIZERS:
+            raise ConfigError(f"Optimizer '{name}' is unknown; use {_one_of(optim.OPTIMIZERS)}.")
+    for lr in _axis_values(cfg, "lr"):
         if lr <= 0:
             raise ConfigError(f"Learning rate must be positive, not {lr}.")
-    for wd in each("wd"):
+    for wd in _axis_values(cfg, "wd"):
         if wd < 0:
             raise ConfigError(f"Weight decay must be zero or positive, not {wd}.")
     if not (0 <= o.b1 < 1 and 0 <= o.b2 < 1):
@@ -623,27 +650,33 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"optim.momentum must be in [0, 1), not {o.momentum}.")
     if o.warmup < 0:
         raise ConfigError(f"optim.warmup must be zero or positive, not {o.warmup}.")
-    for name in each("filter"):
-        if name not in ("none", "ema", "ma"):
-            raise ConfigError(f"Gradient filter '{name}' is unknown; use none, ema or ma.")
-    for a in each("filter_alpha"):
+    for name in _axis_values(cfg, "filter"):
+        if name not in grokfast.KINDS:
+            raise ConfigError(f"Gradient filter '{name}' is unknown; use {_one_of(grokfast.KINDS)}.")
+    for a in _axis_values(cfg, "filter_alpha"):
         if not 0 <= a < 1:
             raise ConfigError(f"Filter alpha must be in [0, 1), not {a}.")
-    for lam in each("filter_lambda"):
+    for lam in _axis_values(cfg, "filter_lambda"):
         if lam < 0:
             raise ConfigError(f"Filter lambda must be zero or positive, not {lam}.")
-    for w in each("filter_window"):
+    for w in _axis_values(cfg, "filter_window"):
         if w < 1:
             raise ConfigError(f"Filter window must be at least 1, not {w}.")
-    for scheme in each("init"):
+
+
+def _check_init(cfg: Config) -> None:
+    for scheme in _axis_values(cfg, "init"):
         if scheme not in init_mod.SCHEMES:
             raise ConfigError(f"Init scheme '{scheme}' is unknown; use one of {', '.join(init_mod.SCHEMES)}.")
     parse_group_overrides(cfg.init.groups)
     parse_from_run(cfg.init.from_run)
-    for s in each("init_scale"):
+    for s in _axis_values(cfg, "init_scale"):
         if s <= 0:
             raise ConfigError(f"Init scale must be positive, not {s}.")
-    tr = cfg.train
+
+
+def _check_train(cfg: Config, tasks: list[str], regression: bool) -> None:
+    tr, t, m = cfg.train, cfg.task, cfg.model
     for field in ("steps", "batch_size", "eval_every", "eval_batch"):
         if getattr(tr, field) < 1:
             raise ConfigError(f"train.{field} must be at least 1, not {getattr(tr, field)}.")
@@ -657,20 +690,17 @@ def validate(cfg: Config) -> None:
                               f"with train.{'steps' if field == 'epochs' else 'eval_every'}.")
     if tr.precision not in ("fp32", "tf32", "bf16", "fp64"):
         raise ConfigError(f"train.precision must be 'fp32', 'tf32', 'bf16' or 'fp64', not '{tr.precision}'.")
-    if tr.loss not in train_mod.LOSSES:
-        raise ConfigError(f"train.loss '{tr.loss}' is unknown; use one of {', '.join(train_mod.LOSSES)}.")
-    if tr.softmax_precision not in train_mod.SOFTMAX_DTYPES:
-        raise ConfigError(f"train.softmax_precision must be 16, 32 or 64, not {tr.softmax_precision}.")
+    if tr.loss not in losses.LOSSES:
+        raise ConfigError(f"train.loss '{tr.loss}' is unknown; use one of {', '.join(losses.LOSSES)}.")
+    if tr.softmax_precision not in losses.SOFTMAX_DTYPES:
+        raise ConfigError(f"train.softmax_precision must be {_one_of(losses.SOFTMAX_DTYPES)}, "
+                          f"not {tr.softmax_precision}.")
     if regression and (tr.loss != "answer" or tr.softmax_precision != 32):
         raise ConfigError("Task 'mheight' is a regression (mean squared error); leave train.loss and "
                           "train.softmax_precision at their defaults.")
     parse_stop_rule(tr.stop_when)
-    from jgrok import measures
-
     measures.check(tr.measures, tasks, m.kind, t.p, t.vocab)
     parse_thresholds(tr.thresholds)
-    if t.split not in ("shuffled", "ordered"):
-        raise ConfigError(f"task.split must be 'shuffled' or 'ordered', not '{t.split}'.")
     if tr.loss == "sequence" and regression:
         raise ConfigError("train.loss 'sequence' is for token tasks; the m-height regression has no sequence.")
     if tr.loss == "sequence" and m.kind != "transformer":
@@ -681,7 +711,9 @@ def validate(cfg: Config) -> None:
                           "token: set task.vocab to grokfast, signed or nanda.")
     if tr.patience < 1:
         raise ConfigError(f"--patience must be at least 1 evaluation, not {tr.patience}.")
-    e = cfg.engine
+
+
+def _check_engine(e: EngineConfig) -> None:
     if e.wave_size < 0:
         raise ConfigError(f"engine.wave_size must be positive (or 0 for automatic), not {e.wave_size}.")
     if e.chunk < 1:
@@ -693,17 +725,22 @@ def validate(cfg: Config) -> None:
     except ConfigError:
         raise ConfigError(f"engine.tb_runs takes run ids and ranges like 0:16 or 3,17, or auto or none, "
                           f"not '{e.tb_runs}'.") from None
+
+
+def _check_limits(cfg: Config) -> None:
+    """Sizes jgrok can hold: int32 counts and steps in compiled programs, lanes, parameters and runs."""
     for name, cls in _SECTION_CLASSES.items():  # counts, sizes and step numbers are int32 in compiled programs
         for field, typ in _field_types(cls).items():
             v = getattr(getattr(cfg, name), field)
             if typ is int and v > INT32_MAX:
                 raise ConfigError(f"{name}.{field} = {_short(v)} is too large; the limit is {INT32_MAX}.")
-    for w in each("filter_window"):
+    for w in _axis_values(cfg, "filter_window"):
         if w > INT32_MAX:
             raise ConfigError(f"Filter window {_short(w)} is too large; the limit is {INT32_MAX}.")
-    if e.wave_size > MAX_LANES:
-        raise ConfigError(f"engine.wave_size = {e.wave_size} lanes is more than jgrok's limit of {MAX_LANES}.")
-    params = approx_params(m)
+    if cfg.engine.wave_size > MAX_LANES:
+        raise ConfigError(f"engine.wave_size = {cfg.engine.wave_size} lanes is more than jgrok's limit of "
+                          f"{MAX_LANES}.")
+    params = approx_params(cfg.model)
     if params > MAX_PARAMS:
         raise ConfigError(f"The model has about {params:.2e} parameters per run, more than jgrok's limit of "
                           f"{MAX_PARAMS:.2e}; reduce model.d_model, model.n_layers or model.mlp_ratio.")
@@ -711,6 +748,10 @@ def validate(cfg: Config) -> None:
     if runs > MAX_RUNS:
         raise ConfigError(f"The grid has {runs:,} runs, more than jgrok's limit of {MAX_RUNS:,} per scan; "
                           "split it into several scans.")
+
+
+def _check_grid(cfg: Config) -> None:
+    """Seeds, and the variants the grid names (each validated as the config it makes)."""
     for axis in SEED_AXES:
         for s in cfg.grid.get(axis, []):
             if not 0 <= s < 2**31:
@@ -732,13 +773,10 @@ def validate(cfg: Config) -> None:
         validate(variant_config(cfg, name))
 
 
-
 def parse_group_overrides(text: str) -> dict[str, dict]:
     """``init.groups`` / ``--init-group``: "head=seed:7,embedding=scheme:orthogonal" ->
     {"head": {"seed": 7}, "embedding": {"scheme": "orthogonal"}}. Group names are checked against the model
     later (jgrok.grid), since they depend on the number of layers."""
-    from jgrok import init as init_mod
-
     out: dict[str, dict] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         group, _, spec = part.partition("=")

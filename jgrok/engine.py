@@ -7,12 +7,13 @@ padded with copies of its first run; padded lanes are computed and thrown away.
 
 All waves of a program advance together, one compiled chunk of K updates at a time; between chunks the host
 collects metrics, reports progress and writes checkpoints. Runs that stopped (``train.stop_when``) or diverged
-are frozen inside the chunk; between chunks they leave the device and the rest are re-packed into fewer groups
+are frozen inside the chunk; between chunks they leave the device and the rest are re-packed into fewer waves
 (compaction), so a heavy-tailed scan stops paying for finished runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
@@ -26,6 +27,7 @@ import numpy as np
 from jgrok import grid as grid_mod
 from jgrok import measures, train
 from jgrok.errors import ConfigError
+from jgrok.io import checkpoint
 
 
 @dataclasses.dataclass
@@ -296,6 +298,183 @@ class ChunkWaiter:
         self.walls.append(time.perf_counter() - since)
 
 
+@dataclasses.dataclass
+class Wave:
+    """W lanes of one compiled chunk on one device: the runs it trains and the padding lanes after them."""
+
+    runs: np.ndarray  # int[n]: indices into the program's rows of the runs in lanes 0 .. n-1
+    padded: np.ndarray  # int[W]: ``runs``, then copies of the first run in the padding lanes
+    hp: train.Hyper  # [W] per-lane values, on the wave's device
+    device: int  # index into jax.local_devices()
+    state: train.RunState | None = None  # [W], on the wave's device
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+class Fleet:
+    """Where a program's runs are: waves of W lanes on the devices, and a host copy of the state of runs that are
+    not (or no longer) on a device. Wave i runs on device i mod D, so D waves run side by side."""
+
+    def __init__(self, prog: train.Program, rows: list[dict], lanes: int, devices: list, init_fn):
+        self.lanes, self.devices, self.n_runs = lanes, devices, len(rows)
+        self.hp = grid_mod.hyper(prog, rows)  # [R] per-run values
+        self.abstract = jax.eval_shape(init_fn, jax.tree.map(lambda x: x[np.zeros(lanes, np.int64)], self.hp))
+        self.treedef = jax.tree.structure(self.abstract)
+        self.store: list | None = None  # host leaves [R, ...]
+        self.waves: list[Wave] = []
+
+    def pack(self, ids) -> list[Wave]:
+        """Waves of W lanes holding the runs ``ids``; the last one padded with copies of its first run."""
+        out: list[Wave] = []
+        for start in range(0, len(ids), self.lanes):
+            idx = list(ids[start:start + self.lanes])
+            padded = np.array(idx + [idx[0]] * (self.lanes - len(idx)))
+            dev = len(out) % len(self.devices)
+            hp = jax.device_put(jax.tree.map(lambda x: x[padded], self.hp), self.devices[dev])
+            out.append(Wave(np.array(idx), padded, hp, dev))
+        return out
+
+    def init(self, init_fn) -> None:
+        """Every run freshly initialised; on the first device (one compile), then moved to its wave's device."""
+        self.waves = self.pack(np.arange(self.n_runs))
+        for w in self.waves:
+            hp0 = w.hp if w.device == 0 else jax.device_put(w.hp, self.devices[0])
+            w.state = init_fn(hp0) if w.device == 0 else jax.device_put(init_fn(hp0), self.devices[w.device])
+
+    def like_leaves(self) -> list:
+        """Zeros shaped like every run's state leaves [R, ...] (the layout of a checkpoint)."""
+        return [np.zeros((self.n_runs,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(self.abstract)]
+
+    def place(self, leaves: list, only_live: bool) -> None:
+        """Hold ``leaves`` (every run's state) on the host and put its runs (those still training, with only_live)
+        on the devices in as few waves as hold them."""
+        self.store = leaves
+        alive = np.asarray(jax.tree.unflatten(self.treedef, leaves).alive)
+        self.waves = self.pack(np.nonzero(alive)[0] if only_live else np.arange(self.n_runs))
+        for w in self.waves:
+            w.state = jax.device_put(jax.tree.unflatten(self.treedef, [x[w.padded] for x in leaves]),
+                                     self.devices[w.device])
+
+    def gather(self) -> list:
+        """Every run's newest state, as numpy leaves [R, ...]."""
+        leaves = [x.copy() for x in self.store] if self.store is not None else None
+        for w in self.waves:
+            part = jax.tree.leaves(jax.device_get(w.state))
+            if leaves is None:
+                leaves = [np.zeros((self.n_runs,) + np.shape(x)[1:], np.asarray(x).dtype) for x in part]
+            for dst, x in zip(leaves, part):
+                dst[w.runs] = np.asarray(x)[: w.n]
+        return leaves
+
+    def ends(self, w: Wave) -> tuple[np.ndarray, int]:
+        """(end step of each run of the wave, see :func:`end_step`; how many of its runs still train)."""
+        diverged, stopped, alive = jax.device_get((w.state.diverged_step, w.state.stopped_step, w.state.alive))
+        return end_step(np.asarray(diverged)[: w.n], np.asarray(stopped)[: w.n]), int(np.asarray(alive)[: w.n].sum())
+
+
+class Curves:
+    """The host copy of what a program's runs report: every evaluation key [R, E, ...] at the eval steps, and the
+    training batch's loss and accuracy [R, S] at every update. Its ``arrays`` are what a checkpoint holds."""
+
+    def __init__(self, prog: train.Program, rows: list[dict], total: int, every: int):
+        R = len(rows)
+        self.steps = eval_steps(total, every)
+        self.keys = train.eval_keys(prog)
+        E = len(self.steps)
+        self.arrays = {f"eval/{k}": np.full((R, E) + shape, np.nan, np.float32)
+                       for k, shape in train.eval_shapes(prog).items()}
+        self.arrays["step_loss"] = np.full((R, total), np.nan, np.float32)
+        self.arrays["step_acc"] = np.full((R, total), np.nan, np.float32)
+        self.arrays["run"] = np.array([r["run"] for r in rows], np.int64)
+        self.evals = {k: self.arrays[f"eval/{k}"] for k in self.keys}
+        self.step_loss, self.step_acc = self.arrays["step_loss"], self.arrays["step_acc"]
+        self.column = {int(s) - 1: j for j, s in enumerate(self.steps)}  # 0-based update index -> eval column
+
+    def load(self, tree: dict) -> None:
+        """Take the curves of a checkpoint, which must hold the same runs."""
+        if not np.array_equal(tree["run"], self.arrays["run"]):
+            raise ConfigError("The checkpoint holds other runs than this scan; it belongs to another grid.")
+        for k, a in self.arrays.items():
+            a[...] = tree[k]
+
+    def write(self, w: Wave, step0: int, n_here: int, out) -> list[int]:
+        """Store one wave's chunk outputs (loss, acc [K, W]; evals {key: [K, W, ...]}) for updates step0 ..
+        step0 + n_here - 1; return the eval columns they filled."""
+        loss, acc, ev = out
+        self.step_loss[w.runs, step0:step0 + n_here] = np.asarray(loss)[:n_here, :w.n].T
+        self.step_acc[w.runs, step0:step0 + n_here] = np.asarray(acc)[:n_here, :w.n].T
+        rows_here = [i for i in range(n_here) if step0 + i in self.column]
+        cols = [self.column[step0 + i] for i in rows_here]
+        if rows_here:
+            for k in self.keys:
+                vals = np.asarray(ev[k][np.array(rows_here)])[:, :w.n]  # [len(rows_here), n, ...]
+                self.evals[k][np.ix_(w.runs, cols)] = vals.swapaxes(0, 1)
+        return cols
+
+    def mask_ended(self, runs, ends, lo: int, hi: int, extra: dict | None = None) -> None:
+        """NaN the values of runs past their end (diverged or stopped; end -1: never) in update range [lo, hi): the
+        per-update curves and the evaluations (and the ``extra`` [R, E] curves) after the end."""
+        for r, e in zip(runs, ends):
+            if e >= 0:
+                self.step_loss[r, max(e, lo):hi] = np.nan
+                self.step_acc[r, max(e, lo):hi] = np.nan
+                for curve in (extra or self.evals).values():
+                    curve[r, (self.steps > e) & (self.steps <= hi)] = np.nan
+
+    def train_means(self, cols: list[int]) -> dict:
+        """train_loss, train_acc [R, len(cols)] at eval columns ``cols``: the mean over the updates since the
+        previous evaluation (the template's definition)."""
+        return {name: np.stack([per_step[:, (self.steps[j - 1] if j else 0):self.steps[j]].mean(axis=1)
+                                for j in cols], axis=1)
+                for name, per_step in (("train_loss", self.step_loss), ("train_acc", self.step_acc))}
+
+    def chunk_values(self, cols: list[int]) -> tuple[np.ndarray, dict]:
+        """(steps, {key: [R, len(cols)]}) of eval columns ``cols``, as ``on_chunk`` receives them."""
+        return self.steps[cols], {k: self.evals[k][:, cols] for k in self.keys} | self.train_means(cols)
+
+    def metrics(self, ends: np.ndarray) -> dict:
+        """Every [R, E] curve (train_loss, train_acc, then the evaluations), each run's ending at its end."""
+        out = self.train_means(list(range(len(self.steps)))) | self.evals
+        self.mask_ended(np.arange(len(ends)), ends, 0, int(self.steps[-1]), extra=out)
+        return out
+
+
+@contextlib.contextmanager
+def out_of_memory_as_w(lanes: int, active: bool = True):
+    """Turn a device allocator error into OutOfMemory (the caller may retry at a smaller W) while ``active``."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        if active and is_oom(e):
+            raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
+        raise
+
+
+def run_chunk(fleet: Fleet, chunk_fn, data: list, waiter: ChunkWaiter, step0: int, every: int, total: int) -> list:
+    """Dispatch the chunk from update ``step0`` on every wave before waiting on any, wait by polling (signals stay
+    answerable), and return each wave's outputs (loss, acc, evals) on the host."""
+    since = time.perf_counter()
+    outs = []
+    for w in fleet.waves:
+        w.state, out = chunk_fn(w.state, w.hp, data[w.device], np.int32(step0), np.int32(every), np.int32(total))
+        outs.append(out)
+    waiter.wait(step0, since, (outs, [w.state for w in fleet.waves]))
+    return [jax.device_get(o) for o in outs]
+
+
+def save_point(ckpt, checkpoint_every: int, should_stop, step0: int, done: int, total: int) -> tuple[bool, bool]:
+    """(save, interrupt) after the chunk of updates [step0, done): with a checkpoint manager, save at the first chunk
+    end past each multiple of checkpoint_every, at the end, and when a stop was requested (``should_stop()``, asked
+    only then); interrupt when stopped before the end."""
+    if ckpt is None:
+        return False, False
+    due = bool(checkpoint_every) and done // checkpoint_every > step0 // checkpoint_every
+    stop = should_stop is not None and should_stop()
+    return due or stop or done == total, stop and done < total
+
+
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
                   on_chunk: Callable | None = None, keep_params: bool = True, ckpt=None, checkpoint_every: int = 0,
                   should_stop: Callable[[], bool] | None = None, compact: bool | None = None) -> ProgramResult:
@@ -313,195 +492,60 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     A device allocator error during initialisation or the first chunk raises OutOfMemory (the caller may retry
     at a smaller W); later ones propagate.
     """
-    tr = prog.cfg.train
-    total, every = tr.steps, tr.eval_every
+    total, every = prog.cfg.train.steps, prog.cfg.train.eval_every
     compact = prog.cfg.engine.compact if compact is None else compact
-    K = min(prog.cfg.engine.chunk, total)
-    devices = jax.local_devices()
-    L = lanes
-    R = len(rows)
-    ran = (prog, K, L, len(devices))
-    compiling = ran not in _RAN  # jit compiles at the first call of each wave shape
-    _RAN.add(ran)
+    K, devices = min(prog.cfg.engine.chunk, total), jax.local_devices()
+    compiling = (prog, K, lanes, len(devices)) not in _RAN  # jit compiles at the first call of each wave shape
+    _RAN.add((prog, K, lanes, len(devices)))
     init_fn, chunk_fn = prog.compiled(K)
     data = [jax.device_put((np.asarray(table.inputs), np.asarray(table.targets)), d) for d in devices]
-    hp_all = grid_mod.hyper(prog, rows)
-
-    def make_groups(ids):
-        """Pack run indices into waves of W lanes, wave i on device i mod D (so D waves run side by side); pad
-        the last wave with copies of its first run."""
-        out = []
-        for start in range(0, len(ids), L):
-            idx = list(ids[start:start + L])
-            padded = np.array(idx + [idx[0]] * (L - len(idx)))
-            dev = len(out) % len(devices)
-            hp = jax.device_put(jax.tree.map(lambda x: x[padded], hp_all), devices[dev])
-            out.append({"idx": np.array(idx), "padded": padded, "n": len(idx), "hp": hp, "state": None, "dev": dev})
-        return out
-
-    steps_e = eval_steps(total, every)
-    E = len(steps_e)
-    keys = train.eval_keys(prog)
-    host = {f"eval/{k}": np.full((R, E) + shape, np.nan, np.float32) for k, shape in train.eval_shapes(prog).items()}
-    host["step_loss"] = np.full((R, total), np.nan, np.float32)
-    host["step_acc"] = np.full((R, total), np.nan, np.float32)
-    host["run"] = np.array([r["run"] for r in rows], np.int64)
-    evals = {k: host[f"eval/{k}"] for k in keys}
-    step_loss, step_acc = host["step_loss"], host["step_acc"]
-    eval_pos = {int(s) - 1: j for j, s in enumerate(steps_e)}  # 0-based update index -> eval column
-
-    abstract = jax.eval_shape(init_fn, jax.tree.map(lambda x: x[np.zeros(L, np.int64)], hp_all))
-    treedef = jax.tree.structure(abstract)
-    store = None  # host copy [R, ...] of every state leaf, for runs not (or no longer) on the device
-
-    def gather() -> list:
-        """Every run's newest state, as numpy leaves [R, ...]."""
-        leaves = [x.copy() for x in store] if store is not None else None
-        for g in groups:
-            part = jax.tree.leaves(jax.device_get(g["state"]))
-            if leaves is None:
-                leaves = [np.zeros((R,) + np.shape(x)[1:], np.asarray(x).dtype) for x in part]
-            for dst, x in zip(leaves, part):
-                dst[g["idx"]] = np.asarray(x)[: g["n"]]
-        return leaves
-
-    def place(ids, leaves):
-        out = make_groups(ids)
-        for g in out:
-            g["state"] = jax.device_put(jax.tree.unflatten(treedef, [x[g["padded"]] for x in leaves]),
-                                        devices[g["dev"]])
-        return out
-
-    def live(leaves) -> np.ndarray:
-        return np.nonzero(np.asarray(jax.tree.unflatten(treedef, leaves).alive))[0]
-
-    start_step = 0
-    restored = None
-    if ckpt is not None:
-        like_leaves = [np.zeros((R,) + x.shape[1:], x.dtype) for x in jax.tree.leaves(abstract)]
-        restored = ckpt_mod().restore(ckpt, ckpt_mod().pack(like_leaves, host, 0))
-    groups: list = []
-    try:
-        if restored is not None:
-            start_step, tree = restored
-            if not np.array_equal(tree["run"], host["run"]):
-                raise ConfigError("The checkpoint holds other runs than this scan; it belongs to another grid.")
-            for k in host:
-                host[k][...] = tree[k]
-            store = [tree["state"][f"leaf_{i:04d}"] for i in range(len(like_leaves))]
-            groups = place(live(store) if compact else np.arange(R), store)
-        else:
-            groups = make_groups(np.arange(R))
-            for g in groups:  # initialised on the first device (one compile), then moved to the wave's device
-                hp0 = g["hp"] if g["dev"] == 0 else jax.device_put(g["hp"], devices[0])
-                g["state"] = init_fn(hp0) if g["dev"] == 0 else jax.device_put(init_fn(hp0), devices[g["dev"]])
-    except jax.errors.JaxRuntimeError as e:
-        if is_oom(e):
-            raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
-        raise
-    bar = Progress(prog.cfg.task.name, total, R, enabled=progress)
+    fleet, curves = Fleet(prog, rows, lanes, devices, init_fn), Curves(prog, rows, total, every)
+    start_step = restore_or_init(fleet, curves, ckpt, init_fn, compact)
+    bar = Progress(prog.cfg.task.name, total, len(rows), enabled=progress)
     bar.begin(start_step, compiling)
-
-    def save(step_done):
-        ckpt_mod().save(ckpt, step_done, ckpt_mod().pack(gather(), host, step_done))
-
-    def mask_ended(g, lo, hi):
-        """NaN the outputs of lanes past their end (diverged or stopped) in update range [lo, hi)."""
-        st = jax.device_get((g["state"].diverged_step, g["state"].stopped_step, g["state"].alive))
-        ends = end_step(np.asarray(st[0])[: g["n"]], np.asarray(st[1])[: g["n"]])
-        for r, e in zip(g["idx"], ends):
-            if e >= 0:
-                step_loss[r, max(e, lo):hi] = np.nan
-                step_acc[r, max(e, lo):hi] = np.nan
-                for k in keys:
-                    evals[k][r, (steps_e > e) & (steps_e <= hi)] = np.nan
-        return np.asarray(st[2])[: g["n"]]
-
-    first = True
     waiter = ChunkWaiter(prog, lanes)
     for step0 in range(start_step, total, K):
-        outs, new_cols, n_alive = [], set(), 0
-        n_here = min(K, total - step0)
-        try:
-            since = time.perf_counter()
-            for g in groups:  # dispatch every group before waiting on any
-                g["state"], out = chunk_fn(g["state"], g["hp"], data[g["dev"]], np.int32(step0), np.int32(every),
-                                           np.int32(total))
-                outs.append(out)
-            waiter.wait(step0, since, (outs, [g["state"] for g in groups]))  # polls: signals stay answerable
-            outs = [jax.device_get(o) for o in outs]
-        except jax.errors.JaxRuntimeError as e:
-            if first and is_oom(e):
-                raise OutOfMemory(lanes, str(e).splitlines()[0]) from None
-            raise
-        first = False
-        for g, (loss, acc, ev) in zip(groups, outs):
-            n, idx = g["n"], g["idx"]
-            step_loss[idx, step0:step0 + n_here] = np.asarray(loss)[:n_here, :n].T
-            step_acc[idx, step0:step0 + n_here] = np.asarray(acc)[:n_here, :n].T
-            rows_here = [i for i in range(n_here) if step0 + i in eval_pos]
-            new_cols.update(eval_pos[step0 + i] for i in rows_here)
-            if rows_here:
-                cols = [eval_pos[step0 + i] for i in rows_here]
-                for k in keys:
-                    vals = np.asarray(ev[k][np.array(rows_here)])[:, :n]  # [len(rows_here), n, ...]
-                    evals[k][np.ix_(idx, cols)] = vals.swapaxes(0, 1)
-            g["alive"] = mask_ended(g, step0, step0 + n_here)
-            n_alive += int(g["alive"].sum())
-        done = step0 + n_here
-        if compact and -(-n_alive // L) < len(groups):  # the runs still training fit in fewer groups
-            store = gather()
-            groups = place(live(store), store)
+        done = min(step0 + K, total)
+        with out_of_memory_as_w(lanes, active=step0 == start_step):
+            outs = run_chunk(fleet, chunk_fn, data, waiter, step0, every, total)
+        new_cols, n_alive = set(), 0
+        for w, out in zip(fleet.waves, outs):
+            new_cols.update(curves.write(w, step0, done - step0, out))
+            ends, alive = fleet.ends(w)
+            curves.mask_ended(w.runs, ends, step0, done)
+            n_alive += alive
+        if compact and -(-n_alive // lanes) < len(fleet.waves):  # the runs still training fit in fewer waves
+            fleet.place(fleet.gather(), only_live=True)
         bar.update(done)
         if on_chunk is not None and new_cols:
-            cols = sorted(new_cols)
-            vals = {k: evals[k][:, cols] for k in keys}
-            for name, per_step in (("train_loss", step_loss), ("train_acc", step_acc)):
-                vals[name] = np.stack([per_step[:, (steps_e[j - 1] if j else 0):steps_e[j]].mean(axis=1)
-                                       for j in cols], axis=1)
-            on_chunk(steps_e[cols], vals, [r["run"] for r in rows])
-        if ckpt is not None:
-            due = checkpoint_every and done // checkpoint_every > step0 // checkpoint_every
-            stop = should_stop is not None and should_stop()
-            if due or stop or done == total:
-                save(done)
-            if stop and done < total:
-                raise Interrupted(done)
-
-    # train loss/acc at an eval = mean over the updates since the previous eval (the template's definition)
-    metrics = {"train_loss": np.full((R, E), np.nan, np.float32), "train_acc": np.full((R, E), np.nan, np.float32)}
-    prev = 0
-    for j, s in enumerate(steps_e):
-        metrics["train_loss"][:, j] = step_loss[:, prev:s].mean(axis=1)
-        metrics["train_acc"][:, j] = step_acc[:, prev:s].mean(axis=1)
-        prev = s
-    metrics.update(evals)
-
-    state = jax.tree.unflatten(treedef, gather())
-    diverged = np.asarray(state.diverged_step, np.int32)
-    stopped = np.asarray(state.stopped_step, np.int32)
-    final_params = state.params if keep_params else None
-    # a diverged or stopped run's curves end there: later values describe frozen parameters, so drop them
-    ends = end_step(diverged, stopped)
-    for r in np.nonzero(ends >= 0)[0]:
-        e = ends[r]
-        step_loss[r, e:] = np.nan
-        step_acc[r, e:] = np.nan
-        for k in metrics:
-            metrics[k][r, steps_e > e] = np.nan
-    return ProgramResult(prog, rows, steps_e, metrics, step_loss, step_acc, diverged, final_params, lanes, stopped,
-                         start_step=start_step, first_chunk_s=bar.first_chunk_s, rate=bar.rate())
+            on_chunk(*curves.chunk_values(sorted(new_cols)), [r["run"] for r in rows])
+        save, interrupt = save_point(ckpt, checkpoint_every, should_stop, step0, done, total)
+        if save:
+            checkpoint.save(ckpt, done, checkpoint.pack(fleet.gather(), curves.arrays, done))
+        if interrupt:
+            raise Interrupted(done)
+    state = jax.tree.unflatten(fleet.treedef, fleet.gather())
+    diverged, stopped = np.asarray(state.diverged_step, np.int32), np.asarray(state.stopped_step, np.int32)
+    metrics = curves.metrics(end_step(diverged, stopped))  # a run's curves end where it diverged or stopped
+    return ProgramResult(prog, rows, curves.steps, metrics, curves.step_loss, curves.step_acc, diverged,
+                         state.params if keep_params else None, lanes, stopped, start_step=start_step,
+                         first_chunk_s=bar.first_chunk_s, rate=bar.rate())
 
 
-def ckpt_mod():
-    from jgrok.io import checkpoint
-
-    return checkpoint
-
-
-def check_lanes(lanes: int) -> None:
-    if lanes < 1:
-        raise ConfigError(f"--wave-size must be at least 1, not {lanes}.")
+def restore_or_init(fleet: Fleet, curves: Curves, ckpt, init_fn, compact: bool) -> int:
+    """Put every run on the devices, from the newest checkpoint of ``ckpt`` (only the runs still training, with
+    ``compact``) or freshly initialised; return the updates they have done. An allocator error: OutOfMemory."""
+    restored = None
+    if ckpt is not None:
+        restored = checkpoint.restore(ckpt, checkpoint.pack(fleet.like_leaves(), curves.arrays, 0))
+    with out_of_memory_as_w(fleet.lanes):
+        if restored is None:
+            fleet.init(init_fn)
+            return 0
+        start_step, tree = restored
+        curves.load(tree)
+        fleet.place([tree["state"][f"leaf_{i:04d}"] for i in range(len(fleet.like_leaves()))], only_live=compact)
+        return start_step
 
 
 def n_devices() -> int:

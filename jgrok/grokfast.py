@@ -1,8 +1,8 @@
-"""Grokfast gradient filters, optimiser variants and Omnigrok's constant-norm rescale, as Optax pieces.
+"""Grokfast gradient filters, as Optax pieces (the optimisers they feed live in jgrok.optim).
 
-Every run-specific number (alpha, lambda, window, filter kind, lr, weight decay, betas, eps, momentum) may be a
-traced scalar, so one compiled program serves every value under `jax.vmap`. Only static Python values (the tuple
-`kinds_present`, `window_max`, the optimiser name) change the opt-state structure.
+Every run-specific number (alpha, lambda, window, filter kind) may be a traced scalar, so one compiled program
+serves every value under `jax.vmap`. Only static Python values (the tuple `kinds_present`, `window_max`) change
+the opt-state structure.
 
 Grokfast (Lee et al. 2024) amplifies the slow part of the gradient before the optimiser sees it:
   EMA filter:  ema_t = alpha * ema_{t-1} + (1 - alpha) * g_t  (ema_1 = g_1),   g_t <- g_t + lamb * ema_t
@@ -11,10 +11,10 @@ Grokfast (Lee et al. 2024) amplifies the slow part of the gradient before the op
 
 Typical use, inside the vmapped step:
   tx = optax.chain(grad_filter(kind, alpha, lamb, window, kinds_present=('none', 'ema'), window_max=1),
-                   make_optimizer('adamw', lr_schedule, wd))
+                   jgrok.optim.make_optimizer('adamw', lr_schedule, wd))
 """
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,6 @@ import optax
 from jgrok.errors import ConfigError
 
 KINDS = ("none", "ema", "ma")
-OPTIMIZERS = ("adamw", "adam_l2", "sgd")
 
 
 class EmaState(NamedTuple):
@@ -150,41 +149,3 @@ def check_filter_settings(kind, alpha, lamb, window, *, window_max=None) -> None
         raise ConfigError(f"Grokfast window must be an integer >= 1, got {window}.")
     if window_max is not None and not np.all(window <= window_max):
         raise ConfigError(f"Grokfast window {window} exceeds window_max={window_max}; raise window_max.")
-
-
-def make_optimizer(
-    name: str, lr_schedule: Callable | float, wd, b1=0.9, b2=0.98, eps=1e-8, momentum=0.0
-) -> optax.GradientTransformation:
-    """Optimiser matching a torch one; every number may be traced, `name` is static.
-
-    'adamw':   torch AdamW: p -= lr*wd*p, then Adam with bias correction (eps outside the sqrt); on every param.
-    'adam_l2': torch Adam(weight_decay=wd): g += wd*p, then Adam.
-    'sgd':     torch SGD(momentum, weight_decay=wd, dampening=0): g += wd*p; b = momentum*b + g (b starts at 0, so
-               the first b = g); p -= lr*b.
-    lr_schedule maps the update count (0 for the first update) to the learning rate. Unused numbers are ignored
-    (b1, b2, eps for 'sgd'; momentum for the Adam variants).
-    """
-    if name == "adamw":
-        return optax.adamw(lr_schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd)
-    if name == "adam_l2":
-        return optax.chain(optax.add_decayed_weights(wd), optax.adam(lr_schedule, b1=b1, b2=b2, eps=eps))
-    if name == "sgd":
-        lr = lr_schedule if callable(lr_schedule) else optax.constant_schedule(lr_schedule)
-        descent = optax.scale_by_schedule(lambda count: -lr(count))
-        return optax.chain(optax.add_decayed_weights(wd), optax.trace(momentum), descent)
-    raise ConfigError(f"Unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
-
-
-def global_norm(tree) -> jax.Array:
-    """sqrt of the sum of squares of every entry of every leaf."""
-    return optax.tree.norm(tree)
-
-
-def rescale_to_norm(params, target_norm):
-    """Scale all parameters by one factor so their global L2 norm equals target_norm (Omnigrok constant norm).
-
-    Call it on the new parameters after each optimiser update; target_norm is usually a multiple of the initial
-    global_norm(params). All-zero params give NaN.
-    """
-    scale = target_norm / global_norm(params)
-    return jax.tree.map(lambda p: (p * scale).astype(p.dtype), params)

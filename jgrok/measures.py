@@ -17,8 +17,9 @@ the run's *training* split (n examples, logits z of example e, answer y_e):
                     (softmax collapse, Prieto et al. 2025, "Grokking at the edge of numerical stability")
   grad_cos          <theta, g> / (||theta|| ||g||)             cosine between the full parameter vector theta
                     (every tensor flattened into one vector) and g, the gradient of the full-batch training loss
-                    (mean softmax cross-entropy of the answer over the n training examples; weight decay is not
-                    part of it); 0 where g = 0. Near -1: the loss gradient points back towards the origin, as in
+                    (mean cross-entropy of the answer over the n training examples with the run's train.loss:
+                    softmax, or StableMax, in train.softmax_precision; for train.loss sequence the answer's term
+                    only; weight decay is not part of it); 0 where g = 0. Near -1: the loss gradient points back towards the origin, as in
                     the norm-growth phase Prieto et al. call naive loss minimisation.
 
 ``fourier`` (transformer; tasks that are cyclic-group operations; Nanda et al. 2023, "Progress measures for
@@ -59,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jgrok import losses
 from jgrok.errors import ConfigError
 from jgrok.tasks import algorithmic
 
@@ -301,8 +303,7 @@ def logits_measures(prog, apply, params, perm, data) -> dict:
 
         def loss(p):
             z = apply(p, inputs[idx])
-            logp = jax.nn.log_softmax(z, axis=-1)
-            nll = -jnp.take_along_axis(logp, targets[idx][:, None], axis=-1)[:, 0]
+            nll = losses.nll(z, targets[idx], lambda q: losses.log_probs(prog, q))  # the run's train.loss
             return jnp.sum(nll * w) / n, z
 
         grad, z = jax.grad(loss, has_aux=True)(params)

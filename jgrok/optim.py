@@ -16,9 +16,16 @@ gradient the wrapped optimiser is handed; weight decay, inside the optimiser, is
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
+
+from jgrok import grokfast
+from jgrok.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "adam_l2", "sgd")
 
 ORTHO_EPS = 1e-30  # added to w.w and to |g_perp|, as in the source's orthograd.py
 
@@ -32,10 +39,8 @@ def schedule(lr, warmup: int):
 def make_tx(ocfg, hp, filters: tuple[str, ...], window_max: int) -> optax.GradientTransformation:
     """ocfg: OptimConfig (static parts); hp: this run's Hyper (traced scalars); filters: the filter kinds the
     scan uses (static); window_max: the largest moving-average window of the scan (static)."""
-    from jgrok import grokfast
-
     sched = schedule(hp.lr, ocfg.warmup)
-    opt = grokfast.make_optimizer(ocfg.name, sched, hp.wd, ocfg.b1, ocfg.b2, ocfg.eps, ocfg.momentum)
+    opt = make_optimizer(ocfg.name, sched, hp.wd, ocfg.b1, ocfg.b2, ocfg.eps, ocfg.momentum)
     if ocfg.orthogonal_grad:  # some run of the program uses it; hp.orthogonal_grad says which
         opt = optax.chain(orthogonal_grad(True if hp.orthogonal_grad is None else hp.orthogonal_grad), opt)
     if filters == ("none",):
@@ -43,6 +48,40 @@ def make_tx(ocfg, hp, filters: tuple[str, ...], window_max: int) -> optax.Gradie
     filt = grokfast.grad_filter(hp.filter_kind, hp.filter_alpha, hp.filter_lambda, hp.filter_window,
                                 kinds_present=filters, window_max=window_max)
     return optax.chain(filt, opt)
+
+
+def make_optimizer(
+    name: str, lr_schedule: Callable | float, wd, b1=0.9, b2=0.98, eps=1e-8, momentum=0.0
+) -> optax.GradientTransformation:
+    """Optimiser matching a torch one; every number may be traced, `name` is static.
+
+    'adamw':   torch AdamW: p -= lr*wd*p, then Adam with bias correction (eps outside the sqrt); on every param.
+    'adam_l2': torch Adam(weight_decay=wd): g += wd*p, then Adam.
+    'sgd':     torch SGD(momentum, weight_decay=wd, dampening=0): g += wd*p; b = momentum*b + g (b starts at 0, so
+               the first b = g); p -= lr*b.
+    lr_schedule maps the update count (0 for the first update) to the learning rate. Unused numbers are ignored
+    (b1, b2, eps for 'sgd'; momentum for the Adam variants).
+    """
+    if name == "adamw":
+        return optax.adamw(lr_schedule, b1=b1, b2=b2, eps=eps, weight_decay=wd)
+    if name == "adam_l2":
+        return optax.chain(optax.add_decayed_weights(wd), optax.adam(lr_schedule, b1=b1, b2=b2, eps=eps))
+    if name == "sgd":
+        lr = lr_schedule if callable(lr_schedule) else optax.constant_schedule(lr_schedule)
+        descent = optax.scale_by_schedule(lambda count: -lr(count))
+        return optax.chain(optax.add_decayed_weights(wd), optax.trace(momentum), descent)
+    raise ConfigError(f"Unknown optimizer {name!r}; use one of {OPTIMIZERS}.")
+
+
+def global_norm(params):
+    """sqrt of the sum of squares of every entry of every leaf (the run's weight_norm)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params)))
+
+
+def rescale_to_norm(params, target_norm):
+    """Omnigrok's constant norm: every parameter scaled by one factor so that the global L2 norm is target_norm
+    (the run's initial norm, applied after each update with ``optim.constant_norm``). All-zero params give NaN."""
+    return jax.tree.map(lambda p: p * (target_norm / global_norm(params)), params)
 
 
 def orthogonalize(g, w):

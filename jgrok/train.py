@@ -11,7 +11,7 @@ Randomness, split by purpose so that nothing consumes another purpose's keys (ev
   order  ``fold_in(fold_in(key(order_seed), 2), s)`` the batch of update s (or of epoch s, for shuffled epochs)
 
 Definitions of what a chunk reports, per lane:
-  loss, acc        the training loss (``train.loss``, see LOSSES) and the accuracy on the answer of the training
+  loss, acc        the training loss (``train.loss``, see jgrok.losses) and the accuracy on the answer of the training
                    batch at each update, before the update
   val_loss/acc     mean over the full validation split, after the update, at eval steps
   train_full_*     the same on the full training split (``train.eval_train``)
@@ -39,24 +39,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jgrok import config
 from jgrok import init as init_mod
+from jgrok import losses
 from jgrok import measures as measures_mod
 from jgrok import optim
+from jgrok.errors import ConfigError
 from jgrok.models import mlp, resnet, transformer
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
-# train.loss, the objective of a classification run (accuracy, val_loss and every "steps to" stay on the answer):
-#   answer     cross-entropy of the softmax of the answer logits at the last position (the template, Grokfast, ...:
-#              "seq2val")
-#   sequence   mean next-token cross-entropy over every position of ``a o b = c``: the input positions predict the
-#              next input token and the last one predicts c (the Julia/Flux reproduction's first "seq2seq" loss);
-#              needs an output layer over the whole vocabulary (task.vocab grokfast, signed or nanda)
-#   stablemax  cross-entropy of StableMax (Prieto et al. 2025) of the answer logits, see log_probs
-# train.softmax_precision: the float width (16, 32, 64) in which each is computed from the logits; the gradient
-# flows back through that dtype into the model's own.
-LOSSES = ("answer", "sequence", "stablemax")
-SOFTMAX_DTYPES = {16: jnp.float16, 32: jnp.float32, 64: jnp.float64}
 
 
 class Hyper(NamedTuple):
@@ -97,7 +89,7 @@ def static_cfg(cfg):
     length K is an argument of :meth:`Program.compiled`) set to fixed values."""
     return dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, steps=0, eval_every=0, thresholds=""),
-        init=dataclasses.replace(cfg.init, groups=""), engine=type(cfg.engine)(), grid={}, variants={})
+        init=dataclasses.replace(cfg.init, groups=""), engine=config.EngineConfig(), grid={}, variants={})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,58 +207,10 @@ def _compiled(prog: Program, K: int):
     return make_init(prog), make_chunk(prog, K)
 
 
-def stablemax_s(x):
-    """StableMax's s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0 (Prieto et al. 2025, eq. 6; their code adds
-    1e-30 to 1 - x, which is >= 1 there, so it changes nothing and is left out). The x < 0 branch is evaluated at
-    min(x, 0), so its unused values are finite and the gradient of the where() is exact."""
-    return jnp.where(x < 0, 1 / (1 - jnp.minimum(x, 0)), x + 1)
-
-
-def log_probs(prog: Program, logits_BxV):
-    """Log-probabilities of the training objective (train.loss), computed in train.softmax_precision:
-    answer, sequence  log softmax(z)
-    stablemax         log(s(z_i) / sum_j s(z_j)) with s = :func:`stablemax_s`
-    """
-    z = logits_BxV.astype(SOFTMAX_DTYPES[prog.cfg.train.softmax_precision])
-    if prog.cfg.train.loss == "stablemax":
-        s_BxV = stablemax_s(z)
-        return jnp.log(s_BxV / jnp.sum(s_BxV, axis=-1, keepdims=True))
-    return jax.nn.log_softmax(z)
-
-
-def _nll(logits_BxV, y_B, log_probs_fn=jax.nn.log_softmax):
-    """Per-example negative log-likelihood of the answer, in the dtype of log_probs_fn (at least float32)."""
-    logp = log_probs_fn(logits_BxV)
-    nll = -jnp.take_along_axis(logp, y_B[:, None], axis=-1)[:, 0]
-    return nll.astype(jnp.promote_types(nll.dtype, jnp.float32))
-
-
-def _xent(logits_BxV, y_B, w_B, log_probs_fn=jax.nn.log_softmax):
-    """Weighted mean cross-entropy and accuracy; with ``log_probs_fn = lambda z: log_probs(prog, z)`` the loss of
-    train.loss. The mean is taken in the softmax dtype (float32 for float16); its gradient flows in that dtype."""
-    nll = _nll(logits_BxV, y_B, log_probs_fn)
-    correct = (jnp.argmax(logits_BxV, axis=-1) == y_B).astype(jnp.float32)
-    total = jnp.sum(w_B)
-    return jnp.sum(nll * w_B.astype(nll.dtype)) / total.astype(nll.dtype), jnp.sum(correct * w_B) / total
-
-
-
-
-def _sequence_xent(logits_BxTxV, x_BxT, y_B, w_B, log_probs_fn=jax.nn.log_softmax):
-    """Weighted mean over examples of the mean next-token cross-entropy over the T positions, and the accuracy
-    of the answer (last position); log-probabilities from log_probs_fn (train.softmax_precision)."""
-    targets_BxT = jnp.concatenate([x_BxT[:, 1:], y_B[:, None]], axis=1)
-    logp = log_probs_fn(logits_BxTxV)
-    nll_B = -jnp.mean(jnp.take_along_axis(logp, targets_BxT[..., None], axis=-1)[..., 0], axis=-1)
-    nll_B = nll_B.astype(jnp.promote_types(nll_B.dtype, jnp.float32))
-    correct = (jnp.argmax(logits_BxTxV[:, -1], axis=-1) == y_B).astype(jnp.float32)
-    total = jnp.sum(w_B)
-    return jnp.sum(nll_B * w_B.astype(nll_B.dtype)) / total.astype(nll_B.dtype), jnp.sum(correct * w_B) / total
-
-
-def _mse(pred_B, y_B, w_B):
-    """Weighted mean squared error of log2 h; NaN stands in for the accuracy a regression does not have."""
-    return jnp.sum(jnp.square(pred_B - y_B) * w_B) / jnp.sum(w_B), jnp.float32(jnp.nan)
+def clear_caches() -> None:
+    """Forget every cached model and compiled program: the next :meth:`Program.compiled` traces and compiles."""
+    _model.cache_clear()
+    _compiled.cache_clear()
 
 
 def regression_perm(prog: Program, split_key):
@@ -278,10 +222,6 @@ def regression_perm(prog: Program, split_key):
     keys = jax.vmap(lambda g: jax.random.fold_in(split_key, g))(jnp.arange(G))
     perm_GxP = jax.vmap(lambda k: jax.random.permutation(k, per))(keys) + per * jnp.arange(G)[:, None]
     return jnp.concatenate([perm_GxP[:, :tr].reshape(-1), perm_GxP[:, tr:].reshape(-1)]).astype(jnp.int32)
-
-
-def global_norm(params):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree.leaves(params)))
 
 
 def group_norms(prog: Program, params) -> dict:
@@ -313,8 +253,8 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
         perm = jnp.arange(prog.n_pairs, dtype=jnp.int32)
     else:
         perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
-    return RunState(params, tx.init(params), perm, global_norm(params), jnp.array(True), jnp.array(-1, jnp.int32),
-                    jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
+    return RunState(params, tx.init(params), perm, optim.global_norm(params), jnp.array(True),
+                    jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
 
 
 def _batch(prog: Program, perm, order_seed, step):
@@ -343,13 +283,14 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     x, y = inputs[idx], targets[idx]
 
     if prog.kind == "regress":
-        objective = _mse
+        objective = losses.mse
     else:
-        objective = lambda z, y, w: _xent(z, y, w, lambda z: log_probs(prog, z))  # noqa: E731
+        objective = lambda z, y, w: losses.xent(z, y, w, lambda z: losses.log_probs(prog, z))  # noqa: E731
 
     def loss_fn(params):
         if prog.kind != "regress" and prog.cfg.train.loss == "sequence":
-            return _sequence_xent(apply(prog, params, x, all_positions=True), x, y, w, lambda z: log_probs(prog, z))
+            return losses.sequence_xent(apply(prog, params, x, all_positions=True), x, y, w,
+                                        lambda z: losses.log_probs(prog, z))
         loss, acc = objective(apply(prog, params, x), y, w)
         return loss, acc
 
@@ -358,7 +299,7 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(lambda p, u: p + u, state.params, updates)
     if prog.cfg.optim.constant_norm:  # Omnigrok: back onto the sphere of the initial norm
-        params = jax.tree.map(lambda p: p * (state.init_norm / global_norm(params)), params)
+        params = optim.rescale_to_norm(params, state.init_norm)
     finite = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
     apply_update = state.alive & finite
     new = state._replace(params=params, opt_state=opt_state)
@@ -384,7 +325,7 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
             err = jnp.square(apply(prog, params, inputs[i]) - targets[i])
             return (carry[0] + jnp.sum(err * wi), carry[1]), None
         logits = apply(prog, params, inputs[i])
-        nll = _nll(logits, targets[i], lambda z: log_probs(prog, z))  # the training objective (train.loss)
+        nll = losses.nll(logits, targets[i], lambda z: losses.log_probs(prog, z))  # the training objective (train.loss)
         correct = (jnp.argmax(logits, -1) == targets[i]).astype(jnp.float32)
         return (carry[0] + jnp.sum(nll * wi).astype(jnp.float32), carry[1] + jnp.sum(correct * wi)), None
 
@@ -402,7 +343,7 @@ def evaluate(prog: Program, data, state: RunState) -> dict:
             prog, state.params, state.perm, 0, prog.n_train, data)
     if prog.kind == "regress":
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
-    out["weight_norm"] = global_norm(state.params)
+    out["weight_norm"] = optim.global_norm(state.params)
     out.update(group_norms(prog, state.params))
     out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x), state.params, state.perm, data))
     return out
@@ -430,10 +371,7 @@ def make_init(prog: Program):
 def stop_rule(prog: Program):
     """(metric, op, threshold) of the program's stop rule, or None. The threshold is the float32 that makes the
     float32 comparison agree with comparing against the decimal number exactly (as summary.csv's thresholds do)."""
-    from jgrok.config import parse_stop_rule
-    from jgrok.errors import ConfigError
-
-    rule = parse_stop_rule(prog.cfg.train.stop_when)
+    rule = config.parse_stop_rule(prog.cfg.train.stop_when)
     if rule is None:
         return None
     metric, op, value = rule

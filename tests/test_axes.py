@@ -15,7 +15,7 @@ def test_schemes_and_filters_compile_the_training_step_once(monkeypatch):
         return real(*args, **kw)
 
     monkeypatch.setattr(train, "train_step", counting)
-    engine._COMPILED.clear()
+    train.clear_caches()
     cfg = tiny(seed=[0, 1], init=["default", "xavier_uniform", "orthogonal"], filter=["none", "ema", "ma"],
                filter_window=[3])
     rows = grid.expand(cfg)
@@ -24,7 +24,7 @@ def test_schemes_and_filters_compile_the_training_step_once(monkeypatch):
     assert prog.schemes == ("default", "xavier_uniform", "orthogonal") and prog.filters == ("none", "ema", "ma")
     res = engine.train_program(prog, table, members, lanes=18, progress=False)
     assert len(traces) == 1
-    engine._COMPILED.clear()
+    train.clear_caches()
     # the values really differ per run: every (scheme, filter) cell ends with different parameters
     head = res.final_params["head"]["kernel"].reshape(18, -1)
     assert len({h.tobytes() for h in head}) == 18

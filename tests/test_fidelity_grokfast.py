@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grokfast_reference as ref  # noqa: E402
 
-from jgrok import config, init, optim, train  # noqa: E402
+from jgrok import config, init, losses, optim, train  # noqa: E402
 from jgrok.tasks import algorithmic  # noqa: E402
 
 PRESETS = ("grokfast_baseline", "grokfast_ema", "grokfast_ma")
@@ -82,11 +82,11 @@ def test_logits_and_gradients_match_the_sources_model(loss):
 
     if loss == "answer":  # main.py: F.cross_entropy(logits[-1], input[-1])
         theirs = torch.nn.functional.cross_entropy(theirs_TxBxV[-1], y_t)
-        fn = lambda p: train._xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)))[0]  # noqa: E731
+        fn = lambda p: losses.xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)))[0]  # noqa: E731
     else:  # next-token loss over every position: targets op, y, eq, answer
         targets_TxB = torch.cat([x_t[1:], y_t[None]], 0)
         theirs = torch.nn.functional.cross_entropy(theirs_TxBxV.reshape(-1, 99), targets_TxB.reshape(-1))
-        fn = lambda p: train._sequence_xent(train.apply(prog, p, x, all_positions=True), jnp.asarray(x),  # noqa
+        fn = lambda p: losses.sequence_xent(train.apply(prog, p, x, all_positions=True), jnp.asarray(x),  # noqa
                                             jnp.asarray(y), jnp.ones(len(y)))[0]
     ours, g = jax.value_and_grad(fn)(params)
     np.testing.assert_allclose(float(ours), theirs.item(), rtol=1e-5)
@@ -122,7 +122,7 @@ def test_optimiser_and_filters_follow_the_source_step_by_step(kind):
 
     @jax.jit
     def step(params, opt_state, x, y):
-        g = jax.grad(lambda p: train._xent(train.apply(prog, p, x), y, jnp.ones(len(y)))[0])(params)
+        g = jax.grad(lambda p: losses.xent(train.apply(prog, p, x), y, jnp.ones(len(y)))[0])(params)
         u, opt_state = tx.update(g, opt_state, params)
         return jax.tree.map(lambda p, d: p + d, params, u), opt_state
 

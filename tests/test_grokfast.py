@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jgrok import grokfast as gf
+from jgrok import optim
 from jgrok.errors import ConfigError
 
 T = 150  # gradient steps
@@ -146,7 +147,7 @@ def run_opt_R(name, params, grads_NxS, hp_R):
     """Train R lanes (hyperparameters hp_R, one value per lane) on the fixed gradient sequence."""
 
     def one(h):
-        tx = gf.make_optimizer(name, lambda c: lr_at(h["lr"], c), h["wd"], h["b1"], h["b2"], h["eps"], h["mu"])
+        tx = optim.make_optimizer(name, lambda c: lr_at(h["lr"], c), h["wd"], h["b1"], h["b2"], h["eps"], h["mu"])
 
         def step(carry, g):
             p, s = carry
@@ -158,7 +159,7 @@ def run_opt_R(name, params, grads_NxS, hp_R):
     return jax.vmap(one)(hp_R)
 
 
-@pytest.mark.parametrize("name", gf.OPTIMIZERS)
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_optimizer_matches_torch_formula(name):
     rng = np.random.default_rng(3)
     params = {k: rng.normal(size=s).astype(np.float32) for k, s in SHAPES.items()}
@@ -170,7 +171,7 @@ def test_optimizer_matches_torch_formula(name):
             close(out[k][r], np_optimizer(name, params[k], grads[k], **lane))
 
 
-@pytest.mark.parametrize("name", gf.OPTIMIZERS)
+@pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_numpy_formula_matches_torch(name):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
@@ -194,8 +195,8 @@ def test_rescale_to_norm():
     rng = np.random.default_rng(6)
     params_R = {k: jnp.asarray(rng.normal(size=(2,) + s), jnp.float32) for k, s in SHAPES.items()}
     target_R = jnp.array([1.0, 3.5])
-    out = jax.jit(jax.vmap(gf.rescale_to_norm))(params_R, target_R)
-    np.testing.assert_allclose(jax.vmap(gf.global_norm)(out), target_R, rtol=1e-6)
+    out = jax.jit(jax.vmap(optim.rescale_to_norm))(params_R, target_R)
+    np.testing.assert_allclose(jax.vmap(optim.global_norm)(out), target_R, rtol=1e-6)
     norm_R = np.sqrt(sum((np.asarray(v, np.float64) ** 2).reshape(2, -1).sum(1) for v in params_R.values()))
     for k in SHAPES:
         scale = (np.asarray(target_R) / norm_R).reshape((2,) + (1,) * len(SHAPES[k]))
@@ -207,7 +208,7 @@ def test_mixed_kind_step_compiles_once():
 
     def tx_of(h):
         return optax.chain(filt(h["kind"], h["alpha"], h["lamb"], h["window"]),
-                           gf.make_optimizer("adamw", lambda c: h["lr"], h["wd"]))
+                           optim.make_optimizer("adamw", lambda c: h["lr"], h["wd"]))
 
     def step(params, state, grads, h):
         traces[0] += 1  # Python side effect: runs once per trace
@@ -252,4 +253,4 @@ def test_other_config_errors():
     with pytest.raises(ConfigError, match="not in kinds_present"):
         gf.kind_index("ma", ("none", "ema"))
     with pytest.raises(ConfigError, match="Unknown optimizer"):
-        gf.make_optimizer("lion", 1e-3, 0.1)
+        optim.make_optimizer("lion", 1e-3, 0.1)

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import torch_reference as ref  # noqa: E402
 
-from jgrok import config, init, train  # noqa: E402
+from jgrok import config, init, losses, train  # noqa: E402
 from jgrok.tasks import algorithmic  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def test_logits_and_gradients_match_pytorch(task):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
 
     def loss(p):
-        return train._xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)))[0]
+        return losses.xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)))[0]
 
     g = jax.grad(loss)(params)
     model.zero_grad()

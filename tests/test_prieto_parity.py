@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import prieto_reference as ref  # noqa: E402
 
-from jgrok import config, grid, init, optim, train  # noqa: E402
+from jgrok import config, grid, init, losses, optim, train  # noqa: E402
 
 P = 23
 
@@ -50,8 +50,8 @@ def test_mlp_logits_and_gradients_match_torch(bias):
     ours = np.asarray(train.apply(prog, params, x))
     np.testing.assert_allclose(ours, model(feats).detach().numpy(), rtol=1e-5, atol=1e-6)
 
-    g = jax.grad(lambda p: train._xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)),
-                                       lambda z: train.log_probs(prog, z))[0])(params)
+    g = jax.grad(lambda p: losses.xent(train.apply(prog, p, x), jnp.asarray(y), jnp.ones(len(y)),
+                                       lambda z: losses.log_probs(prog, z))[0])(params)
     ref.cross_entropy(model(feats), torch.as_tensor(y), 32).backward()
     with torch.no_grad():
         for p in model.parameters():
@@ -82,8 +82,8 @@ def test_loss_and_gradient_match_torch(loss, precision):
     z, y = _logits(30.0 if precision != 16 else 3.0)
     prog = loss_prog(loss, precision)
     with jax.enable_x64(precision == 64):
-        val, grad = jax.value_and_grad(lambda l: train._xent(l, jnp.asarray(y), jnp.ones(len(y), jnp.float32),
-                                                             lambda q: train.log_probs(prog, q))[0])(jnp.asarray(z))
+        val, grad = jax.value_and_grad(lambda l: losses.xent(l, jnp.asarray(y), jnp.ones(len(y), jnp.float32),
+                                                             lambda q: losses.log_probs(prog, q))[0])(jnp.asarray(z))
         val, grad = np.asarray(val), np.asarray(grad)
     zt = torch.tensor(z, requires_grad=True)
     if loss == "stablemax":
@@ -114,7 +114,7 @@ def test_softmax_collapse_float32_answer_gradient_vanishes_float64_and_stablemax
     def value_and_grad(loss, precision):
         with jax.enable_x64(precision == 64):
             prog = loss_prog(loss, precision)
-            f = lambda l: train._xent(l, y, jnp.ones(1, jnp.float32), lambda q: train.log_probs(prog, q))[0]  # noqa
+            f = lambda l: losses.xent(l, y, jnp.ones(1, jnp.float32), lambda q: losses.log_probs(prog, q))[0]  # noqa
             v, g = jax.value_and_grad(f)(jnp.asarray(z))
             return float(v), np.asarray(g)[0]
 

@@ -48,8 +48,9 @@ def wave(W: int):
         _WIDE_WAVE.reset(token)
 
 
-def _act(name: str):
-    return {"gelu": lambda x: jax.nn.gelu(x, approximate=False), "relu": jax.nn.relu}[name]
+# model.norm: where the LayerNorms sit in a block (see Block); model.activation: the MLP's nonlinearity
+NORMS = ("post", "pre", "none", "grokfast")
+ACTIVATIONS = {"gelu": lambda x: jax.nn.gelu(x, approximate=False), "relu": jax.nn.relu}
 
 
 class Attention(nnx.Module):
@@ -84,7 +85,7 @@ class Attention(nnx.Module):
 class Block(nnx.Module):
     def __init__(self, cfg, rngs: nnx.Rngs):
         d, f = cfg.d_model, cfg.d_model * cfg.mlp_ratio
-        self.norm, self.act = cfg.norm, _act(cfg.activation)
+        self.norm, self.act = cfg.norm, ACTIVATIONS[cfg.activation]
         self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias and cfg.attn_bias, rngs)
         self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias, rngs=rngs)
         self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias, rngs=rngs)
