@@ -11,7 +11,7 @@ Derivation (why a finite candidate set gives h_m(C) exactly).
     (if |c|_(m) = 0 then h_m(c) = inf). [<=] A codeword with |c|_(m) > 0, divided by |c|_(m), is feasible for
     T = its m largest positions, a = its largest, with objective h_m(c); one with |c|_(m) = 0 lies in C with
     support inside some m-set T, so LP(T, a) is unbounded along it.
-    (The published family of LPs (a, b, X, psi), see `mheight_lp`, has the same maximum: each of its LPs is
+    (The published family of LPs (a, b, X, psi), see tests/mheight_lp.py, has the same maximum: each of its LPs is
     LP({a} u X, a) with extra constraints. Its vertices can also have active constraints c_j = +-c_a; working
     with LP(T, a) instead shows that candidates built from those are never needed.)
 (2) Infinite case. LP(T, a) is unbounded iff the feasible set {u : |u G_j| <= 1, j not in T} is unbounded iff
