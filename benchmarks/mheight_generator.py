@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the LP oracle is a test module: tests/mheight_lp.py
 
 from jgrok.mheight import parse_groups  # noqa: E402
-from jgrok.tasks import mheight  # noqa: E402
+from jgrok.tasks import mheight_codes as mheight  # noqa: E402
 from tests.mheight_lp import lp_count, lp_height  # noqa: E402
 
 

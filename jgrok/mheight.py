@@ -1,9 +1,9 @@
 """Generate exact m-height datasets: python -m jgrok.mheight generate --per-group 40000 --seed 0 --out data/mheight.npz
 
 Options: --integer (P entries integers in [-100, 100]; some heights are then infinite and kept as inf),
---groups "9,4,2;10,5,3" (default: all 21 groups of jgrok.tasks.mheight.GROUPS), --course-samples F
+--groups "9,4,2;10,5,3" (default: all 21 groups of jgrok.tasks.mheight_codes.GROUPS), --course-samples F
 --course-heights F (also write the course's two pickles), --overwrite (replace existing output files).
-The .npz layout is documented in jgrok/tasks/mheight.py. Progress goes to stderr as one carriage-return line:
+The .npz layout is documented in jgrok/tasks/mheight_codes.py. Progress goes to stderr as one carriage-return line:
 codes/s = codes done / seconds since start; ETA = codes left / codes/s.
 """
 
@@ -13,7 +13,7 @@ import sys
 import time
 
 from jgrok.errors import ConfigError
-from jgrok.tasks import mheight
+from jgrok.tasks import mheight_codes as mheight
 
 
 def parse_groups(text: str | None):
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     gen = sub.add_parser("generate", help="generate codes and their exact m-heights")
     gen.add_argument("--per-group", type=int, required=True, help="codes per (n, k, m) group")
     gen.add_argument("--seed", type=int, default=0, help="root seed (group rng: default_rng([seed, n, k, m, integer]))")
-    gen.add_argument("--out", required=True, help="output .npz (flat table, layout in jgrok/tasks/mheight.py)")
+    gen.add_argument("--out", required=True, help="output .npz (flat table, layout in jgrok/tasks/mheight_codes.py)")
     gen.add_argument("--integer", action="store_true", help="integer P entries in [-100, 100] (some heights inf)")
     gen.add_argument("--groups", default=None, help="'n,k,m;n,k,m;...' (default: all 21 groups)")
     gen.add_argument("--course-samples", default=None, help="also write the course's pickled [n, k, m, P] list here")

@@ -18,7 +18,7 @@ unbounded one infinity. (Any codeword with |c|_(m) > 0, scaled so that its (m+1)
 feasible for the tuple of its own order and signs with objective h_m(c); any feasible point has m+1 entries
 a, X, b of magnitude >= 1 and all others <= 1, so its objective is <= h_m(c).)
 
-`lp_height_reduced` solves an equivalent, smaller family (see `jgrok.tasks.mheight` for the proof):
+`lp_height_reduced` solves an equivalent, smaller family (see `jgrok.tasks.mheight_codes` for the proof):
 h_m(C) = max over m-subsets T and a in T of  max { c_a : |c_j| <= 1 for j not in T },  n C(n-1, m-1) LPs.
 It is an independent check for groups where the published family is too slow to run in tests.
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jgrok.errors import ConfigError
-from jgrok.tasks import mheight
+from jgrok.tasks import mheight_codes as mheight
 from tests.mheight_lp import lp_height, lp_height_reduced
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,8 @@ from jgrok import config, grid, init, scan, train
 from jgrok.analysis import drop
 from jgrok.errors import ConfigError
 from jgrok.models import resnet
-from jgrok.tasks import mheight, mheight_task
+from jgrok.tasks import mheight_codes as mheight
+from jgrok.tasks import mheight_task
 from tests.conftest import params_of, train_runs
 
 GROUPS = [(9, 4, 2), (10, 5, 3), (9, 5, 4)]

@@ -11,7 +11,7 @@ from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import fourier
 from jgrok.analysis import progress as progress_mod
-from jgrok.analysis import report as rep
+from jgrok.analysis import write as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
 from jgrok.analysis import variants as variants_mod
 from jgrok.config import MAX_RUNS

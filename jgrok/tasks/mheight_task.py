@@ -1,7 +1,7 @@
 """The m-height regression task: which codes a scan trains on, their features and targets.
 
 Dataset. ``task.data`` names a .npz written by ``python -m jgrok.mheight generate`` (layout in
-:mod:`jgrok.tasks.mheight`). Left empty, the scan uses jgrok's own cached dataset: all 21 groups,
+:mod:`jgrok.tasks.mheight_codes`). Left empty, the scan uses jgrok's own cached dataset: all 21 groups,
 ``train_per_group + val_per_group`` codes each, generated exactly from ``task.gen_seed`` (``task.integer`` for integer
 entries) into ``$JGROK_DATA`` (default ``data/`` under the working directory) as
 ``mheight-seed<S>-<count>pergroup[-integer].npz`` the first time it is needed, and read from there afterwards.
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from jgrok.errors import ConfigError
-from jgrok.tasks import mheight
+from jgrok.tasks import mheight_codes as mheight
 
 NAME = "mheight"
 N_VALUES, K_VALUES, M_VALUES = (9, 10), (4, 5, 6), (2, 3, 4, 5, 6)
