@@ -4,8 +4,9 @@ the Fourier measures read the right embedding rows and logits for it."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from jgrok import config, init, measures, train
+from jgrok import config, init, losses, measures, train
 from jgrok.tasks import algorithmic
 
 
@@ -59,3 +60,33 @@ def test_fourier_measures_use_the_nanda_tokens():
     spec = np.asarray(m["fourier_spectrum"])
     assert spec.shape == (56,) and np.argmax(spec) == 4 and spec[np.arange(56) != 4].max() < 1e-4 * spec[4]
     assert np.isfinite(float(m["restricted_loss"])) and np.isfinite(float(m["excluded_loss"]))
+
+
+def test_logits_and_gradients_match_the_papers_model():
+    """Same weights -> the same logits (every position) and the same gradients of the answer loss as a PyTorch copy of
+    the paper's Transformer (tests/nanda_reference.py, use_ln false, float64 loss), on 256 random pairs."""
+    torch = pytest.importorskip("torch")
+    ref = pytest.importorskip("tests.nanda_reference")
+    prog, t = program()
+    torch.manual_seed(0)
+    model = ref.Transformer()
+    flat = ref.jgrok_params(model)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(prog.model[1])
+    assert sorted(flat) == sorted(init.path_str(p) for p, _ in leaves)  # the same tensors: no LayerNorm, no bias
+    params = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves])
+    rows = np.random.default_rng(0).choice(t.n_pairs, 256, replace=False)
+    x, y = t.inputs[rows], t.targets[rows]
+    theirs_BxPxV = model(torch.as_tensor(x, dtype=torch.long))
+    ours_BxPxV = np.asarray(jax.jit(lambda q: train.apply(prog, q, x, all_positions=True))(params))
+    np.testing.assert_allclose(ours_BxPxV, theirs_BxPxV.detach().numpy(), rtol=1e-4, atol=1e-4)
+
+    theirs = ref.loss(theirs_BxPxV, torch.as_tensor(y, dtype=torch.long))
+    ours, g = jax.value_and_grad(
+        lambda q: losses.xent(train.apply(prog, q, x), jnp.asarray(y), jnp.ones(len(y)))[0])(params)
+    np.testing.assert_allclose(float(ours), theirs.item(), rtol=1e-5)
+    theirs.backward()
+    tg = ref.jgrok_params(model, grads=True)
+    for p, gv in jax.tree_util.tree_flatten_with_path(g)[0]:
+        name = init.path_str(p)
+        scale = np.abs(tg[name]).max() + 1e-8
+        assert np.abs(np.asarray(gv) - tg[name]).max() <= 2e-3 * scale + 1e-7, name
