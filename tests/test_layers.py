@@ -157,3 +157,23 @@ def test_no_function_longer_than_a_reader_can_hold():
                 if n > MAX_LINES and where not in LONG_OK:
                     long.append(f"{where} has {n} lines")
     assert not long, "\n".join(long)
+
+
+def test_every_from_import_in_jgrok_names_something_that_exists():
+    """A late ``from jgrok.x import y`` inside a function runs only when that function does; a module renamed or a
+    name moved must fail here, not in the one test that happens to call it."""
+    import importlib
+
+    missing = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("jgrok"):
+                module = importlib.import_module(node.module)
+                for a in node.names:
+                    if hasattr(module, a.name):
+                        continue
+                    try:
+                        importlib.import_module(f"{node.module}.{a.name}")
+                    except ImportError:
+                        missing.append(f"{path.relative_to(ROOT)}:{node.lineno} from {node.module} import {a.name}")
+    assert not missing, "\n".join(missing)

@@ -68,7 +68,7 @@ def stats(scan) -> list[dict]:
 
 def section(scan, tdir: Path | None = None) -> list[str]:
     """Markdown lines of the table (and OUT/analysis/tables/variants.csv when ``tdir`` is given)."""
-    from jgrok.analysis import report as rep
+    from jgrok.analysis import write as rep
 
     st = stats(scan)
     have = [k for k in LOGIT_KEYS if k in scan.curves]
