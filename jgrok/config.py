@@ -62,11 +62,15 @@ class ModelConfig:
     norm: str = "post"
     activation: str = "gelu"  # "gelu" (exact, as torch.nn.GELU) or "relu"
     n_positions: int = 5  # rows of the learned position table (the template has 5 for 4 tokens)
+    # "learned" (a trained table of n_positions rows) or "sinusoidal" (openai/grok's fixed sin/cos table: no
+    # parameters, see jgrok.models.transformer.sinusoidal_table)
+    positions: str = "learned"
     final_ln: bool = True
     bias: bool = True
     causal: bool = True
     head_bias: bool = True  # the output layer has a bias (when model.bias is also true)
     attn_bias: bool = True  # the attention projections have biases (when model.bias is also true)
+    mlp_bias: bool = True  # the MLP's two layers have biases (when model.bias is also true)
     width: int = 64  # resnet: hidden width
     blocks: int = 5  # resnet: residual blocks
     output: str = "h"  # resnet: "h" (h = 1 + softplus(z)) or "log2h" (log2 h = softplus(z)); see jgrok.models.resnet
@@ -442,7 +446,7 @@ def with_grid(cfg: Config, **axes: list) -> Config:
 # still accepts a config that has them all, and a field left out reads back as its default, which is unused)
 RESNET_FIELDS = ("width", "blocks", "output")
 TRANSFORMER_FIELDS = ("n_layers", "d_model", "n_heads", "mlp_ratio", "norm", "activation", "n_positions", "final_ln",
-                      "bias", "causal")
+                      "bias", "causal", "positions", "mlp_bias")
 MHEIGHT_FIELDS = ("train_per_group", "val_per_group", "data", "gen_seed", "integer")
 ALGORITHMIC_FIELDS = ("p", "fraction", "perm_n")
 
@@ -624,6 +628,9 @@ def _check_model(m: ModelConfig, regression: bool) -> None:
     if m.activation not in transformer.ACTIVATIONS:
         raise ConfigError(f"model.activation must be {_one_of(transformer.ACTIVATIONS, quote=True)}, "
                           f"not '{m.activation}'.")
+    if m.positions not in transformer.POSITIONS:
+        raise ConfigError(f"model.positions must be {_one_of(transformer.POSITIONS, quote=True)}, "
+                          f"not '{m.positions}'.")
 
 
 def _at_least_one(m: ModelConfig, field: str) -> None:

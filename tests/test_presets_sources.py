@@ -39,7 +39,7 @@ FACTS = {
                     dict(batch_size=512, sampling="epochs", eval_every_epochs=1, steps=300000)),
     "power_et_al": ("Power et al. (2022)", dict(p=97, fraction=0.5),
                     dict(n_layers=2, d_model=128, n_heads=4, norm="post", activation="relu", final_ln=False,
-                         attn_bias=False, head_bias=False),
+                         attn_bias=False, head_bias=False, mlp_bias=False, positions="sinusoidal", bias=True),
                     dict(name="adamw", lr=1e-3, wd=1.0, b1=0.9, b2=0.98, warmup=10),
                     dict(batch_size=512, steps=100000)),
     "nanda": ("progress-measures-paper", dict(name="x_plus_y", p=113, fraction=0.3, vocab="nanda"), NANDA_MODEL,

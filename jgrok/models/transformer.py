@@ -1,6 +1,6 @@
 """The grokking decoder: the AI-Scientist template's Transformer as a Flax NNX module.
 
-Token embedding + learned position embedding, ``n_layers`` blocks of causal multi-head self-attention and a
+Token embedding + position embedding (learned, or openai/grok's fixed sinusoids), ``n_layers`` blocks of causal multi-head self-attention and a
 GELU MLP, final LayerNorm and a linear head applied at the last position only. With the defaults (post-LN,
 width 128, 4 heads, MLP 512) it equals the template's PyTorch model: 422,625 parameters for the mod-97 tasks
 (vocabulary 99, 97 classes) and 428,536 for S5 (vocabulary 122, 120 classes).
@@ -24,6 +24,7 @@ import contextvars
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 LN_EPS = 1e-5  # torch.nn.LayerNorm default
@@ -51,6 +52,18 @@ def wave(W: int):
 # model.norm: where the LayerNorms sit in a block (see Block); model.activation: the MLP's nonlinearity
 NORMS = ("post", "pre", "none", "grokfast")
 ACTIVATIONS = {"gelu": lambda x: jax.nn.gelu(x, approximate=False), "relu": jax.nn.relu}
+# model.positions: a learned table (pos_emb, a parameter) or a fixed sinusoidal one (no parameter)
+POSITIONS = ("learned", "sinusoidal")
+
+
+def sinusoidal_table(T: int, D: int) -> np.ndarray:
+    """openai/grok's fixed position encoding, [T, D] float32: entry (t, i) is sin(t / 10000^(i / D)) for even i
+    and cos(t / 10000^((i - 1) / D)) for odd i (computed in float64, stored in float32 as the source does)."""
+    t = np.arange(T, dtype=np.float64)[:, None]
+    i = np.arange(D)
+    even = i - i % 2  # the exponent of column i uses the even index at or below it
+    angle = t / 10000.0 ** (even / D)
+    return np.where(i % 2 == 0, np.sin(angle), np.cos(angle)).astype(np.float32)
 
 
 class Attention(nnx.Module):
@@ -87,8 +100,8 @@ class Block(nnx.Module):
         d, f = cfg.d_model, cfg.d_model * cfg.mlp_ratio
         self.norm, self.act = cfg.norm, ACTIVATIONS[cfg.activation]
         self.attn = Attention(d, cfg.n_heads, cfg.causal, cfg.bias and cfg.attn_bias, rngs)
-        self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias, rngs=rngs)
-        self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias, rngs=rngs)
+        self.mlp_in = nnx.Linear(d, f, use_bias=cfg.bias and cfg.mlp_bias, rngs=rngs)
+        self.mlp_out = nnx.Linear(f, d, use_bias=cfg.bias and cfg.mlp_bias, rngs=rngs)
         if cfg.norm != "none":
             self.ln1 = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs)
             self.ln2 = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs)
@@ -115,7 +128,9 @@ class Transformer(nnx.Module):
     def __init__(self, cfg, n_vocab: int, n_out: int, rngs: nnx.Rngs):
         d = cfg.d_model
         self.tok_emb = nnx.Embed(n_vocab, d, rngs=rngs)
-        self.pos_emb = nnx.Embed(cfg.n_positions, d, rngs=rngs)
+        self.sinusoidal = cfg.positions == "sinusoidal"
+        if not self.sinusoidal:
+            self.pos_emb = nnx.Embed(cfg.n_positions, d, rngs=rngs)
         self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
         self.final_ln = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs) if cfg.final_ln else None
         self.head = nnx.Linear(d, n_out, use_bias=cfg.bias and cfg.head_bias, rngs=rngs)
@@ -128,7 +143,11 @@ class Transformer(nnx.Module):
         table_VxD = self.tok_emb.embedding[...]
         onehot_BxTxV = jax.nn.one_hot(tokens_BxT, table_VxD.shape[0], dtype=table_VxD.dtype)
         tokens_BxTxD = jnp.matmul(onehot_BxTxV, table_VxD, precision=jax.lax.Precision.HIGHEST)
-        x_BxTxD = tokens_BxTxD + self.pos_emb.embedding[...][:T]
+        if self.sinusoidal:
+            positions_TxD = jnp.asarray(sinusoidal_table(T, table_VxD.shape[1]), tokens_BxTxD.dtype)
+        else:
+            positions_TxD = self.pos_emb.embedding[...][:T]
+        x_BxTxD = tokens_BxTxD + positions_TxD
         for block in self.blocks:
             x_BxTxD = block(x_BxTxD)
         x_BxD = x_BxTxD if all_positions else x_BxTxD[:, -1]  # (x_BxTxD when all_positions)
