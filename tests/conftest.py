@@ -51,3 +51,17 @@ def params_of(res, run_id):
 @pytest.fixture
 def tiny_cfg():
     return tiny()
+
+
+def assert_gradients_match(grads, theirs: dict, rel: float = 2e-3) -> None:
+    """Every tensor of jgrok's gradient pytree within ``rel`` of the largest entry of the reference's gradient of the
+    same name (``theirs``: jgrok flat names -> numpy arrays, as the tests' PyTorch references give them)."""
+    import jax
+    import numpy as np
+
+    from jgrok import init
+
+    for p, gv in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        name = init.path_str(p)
+        scale = np.abs(theirs[name]).max() + 1e-8
+        assert np.abs(np.asarray(gv) - theirs[name]).max() <= rel * scale + 1e-7, name
