@@ -2,6 +2,7 @@
 
     python benchmarks/grokfast_torch.py ema --seeds 0:8 --json out.json
     python benchmarks/grokfast_torch.py ma --seeds 0:8
+    python benchmarks/grokfast_torch.py ema --seeds 0:4 --twin
 
 benchmarks/fidelity.py sets jgrok's distribution of steps to 95% val acc beside the one number of Grokfast's README.
 One number cannot tell a lucky seed from a difference, so this runs the source's setup itself for several torch
@@ -13,6 +14,10 @@ remainder), validation on the whole split after every epoch. So seed 0 here is t
 
   steps to 95% val acc   updates done at the first epoch end whose validation accuracy is > 0.95 (the source's
                          plots put that evaluation at (epoch - 1) x 10, ten updates earlier; both are recorded)
+  --twin                 jgrok's update (model, filter, Adam of the preset, jitted) trained in lockstep from the
+                         torch model's initial weights on the same batches: if the source's number is reached there
+                         too, jgrok's arithmetic is the source's, and a gap between the two distributions over seeds
+                         can only come from the random draws (initialisation, split, order)
 Presets: ema (alpha 0.98, lambda 2, weight decay 0.005; README 910) and ma (window 100, lambda 5, weight decay
 0.01; README 790), the settings of the grokfast_ema / grokfast_ma presets.
 """
@@ -42,18 +47,62 @@ SETTINGS = {  # filter: (weight decay, filter factory, the README's steps to 95%
 }
 
 
-def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int = 512) -> dict:
-    """One run of main.py's loop; stops at the first epoch whose val acc passes the threshold."""
+class Twin:
+    """jgrok's update rule (the preset's model, filter and Adam, jitted) in lockstep with the source's loop: it
+    starts from the torch model's initial weights and takes exactly the source's batches, so any difference in the
+    steps to 95% comes from the update arithmetic (and the chaos float rounding seeds), not from random draws."""
+
+    def __init__(self, kind: str, model):
+        import jax
+        import jax.numpy as jnp
+
+        from jgrok import config, losses, optim, train
+
+        cfg = config.load(f"grokfast_{kind}")
+        prog, _ = ref.jgrok_program(cfg)
+        o = cfg.optim
+        hp = train.Hyper(lr=jnp.float32(o.lr), wd=jnp.float32(o.wd), init_scale=1.0,
+                         filter_kind=jnp.int32(prog.filters.index(o.filter)), filter_alpha=jnp.float32(o.filter_alpha),
+                         filter_lambda=jnp.float32(o.filter_lambda), filter_window=jnp.int32(o.filter_window),
+                         split_seed=0, order_seed=0, seed_G=None, scheme_G=None, perturb=0)
+        tx = optim.make_tx(o, hp, prog.filters, prog.window_max)
+        self.params = ref.jgrok_tree(prog, ref.jgrok_params(model))
+        self.opt_state = tx.init(self.params)
+        self.steps, self.val_acc = None, []
+
+        def step(params, opt_state, x, y):
+            g = jax.grad(lambda p: losses.xent(train.apply(prog, p, x), y, jnp.ones(len(y)))[0])(params)
+            u, opt_state = tx.update(g, opt_state, params)
+            return jax.tree.map(lambda p, d: p + d, params, u), opt_state
+
+        self._step = jax.jit(step)
+        self._predict = jax.jit(lambda params, x: jnp.argmax(train.apply(prog, params, x), axis=-1))
+
+    def update(self, x_TxB):
+        x = x_TxB.numpy().T
+        self.params, self.opt_state = self._step(self.params, self.opt_state, x[:, :-1], x[:, -1])
+
+    def evaluate(self, valid_TxB, updates: int, threshold: float):
+        x = valid_TxB.numpy().T
+        self.val_acc.append(float(np.mean(np.asarray(self._predict(self.params, x[:, :-1])) == x[:, -1])))
+        if self.steps is None and self.val_acc[-1] > threshold:
+            self.steps = updates
+
+
+def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int = 512, twin: bool = False) -> dict:
+    """One run of main.py's loop; stops at the first epoch whose val acc passes the threshold (with twin, once
+    jgrok's twin has passed it too)."""
     wd, make_filter, _ = SETTINGS[kind]
     torch.manual_seed(seed)
     model = ref.Decoder()
+    jg = Twin(kind, model) if twin else None
     data = torch.from_numpy(ref.table(97)).long()
     train_idx, valid_idx = torch.randperm(data.shape[1]).split(data.shape[1] // 2)
     train, valid = data[:, train_idx], data[:, valid_idx]
     opt, sched = ref.optimizer(model, wd)
     filt = make_filter()
     per_epoch = math.ceil(train.shape[1] / batch)
-    updates, val_acc = 0, 0.0
+    updates, val_acc, done, curve = 0, 0.0, None, []
     for epoch in range(budget // per_epoch):
         train = train[:, torch.randperm(train.shape[1])]
         model.train(True)
@@ -65,13 +114,24 @@ def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int =
             opt.step()
             sched.step()
             updates += 1
+            if jg is not None:
+                jg.update(x)
         model.train(False)
         with torch.no_grad():
             hits = sum(int((model(x[:-1])[-1].argmax(-1) == x[-1]).sum()) for x in torch.split(valid, batch, dim=1))
         val_acc = hits / valid.shape[1]
-        if val_acc > threshold:
-            return {"seed": seed, "steps": updates, "plot_x": epoch * per_epoch, "reached": True, "val_acc": val_acc}
-    return {"seed": seed, "steps": budget, "plot_x": None, "reached": False, "val_acc": val_acc}
+        curve.append(val_acc)
+        if jg is not None:
+            jg.evaluate(valid, updates, threshold)
+        if val_acc > threshold and done is None:
+            done = {"seed": seed, "steps": updates, "plot_x": epoch * per_epoch, "reached": True, "val_acc": val_acc}
+        if done is not None and (jg is None or jg.steps is not None):
+            break
+    done = done or {"seed": seed, "steps": budget, "plot_x": None, "reached": False, "val_acc": val_acc}
+    if jg is not None:
+        done.update(val_acc_curve=curve, twin_steps=jg.steps or budget, twin_reached=jg.steps is not None,
+                    twin_val_acc=jg.val_acc)
+    return done
 
 
 def main(argv=None) -> int:
@@ -80,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0:8", help="A:B, torch seeds A..B-1")
     ap.add_argument("--steps", type=int, default=3000, help="update budget per run")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--twin", action="store_true",
+                    help="also train jgrok's update rule from the same initial weights on the same batches")
     ap.add_argument("--json", help="write the numbers here")
     a = ap.parse_args(argv)
     try:
@@ -93,19 +155,23 @@ def main(argv=None) -> int:
     t0, c0 = time.perf_counter(), time.process_time()
     runs = []
     for seed in range(lo, hi):
-        runs.append(run(seed, a.filter, a.steps))
+        runs.append(run(seed, a.filter, a.steps, twin=a.twin))
         r = runs[-1]
+        twin = f"; jgrok's twin: {r['twin_steps'] if r['twin_reached'] else 'not reached'}" if a.twin else ""
         print(f"seed {seed}: {r['steps'] if r['reached'] else 'not reached'} updates to 95% val acc "
-              f"(the source's plot axis: {r['plot_x']})", flush=True)
+              f"(the source's plot axis: {r['plot_x']}){twin}", flush=True)
     steps = np.array([r["steps"] for r in runs])
     source = SETTINGS[a.filter][2]
     q1, med, q3 = np.percentile(steps, [25, 50, 75])
     print(f"torch source loop, {a.filter}: median {med:g} (quartiles {q1:g} - {q3:g}), "
           f"{sum(r['reached'] for r in runs)}/{len(runs)} reached within {a.steps}; README: {source}; "
           f"wall {time.perf_counter() - t0:.0f} s, process CPU {time.process_time() - c0:.0f} s")
+    if a.twin:
+        tq1, tmed, tq3 = np.percentile([r["twin_steps"] for r in runs], [25, 50, 75])
+        print(f"jgrok's twin (same weights, same batches): median {tmed:g} (quartiles {tq1:g} - {tq3:g})")
     if a.json:
         Path(a.json).write_text(json.dumps({
-            "filter": a.filter, "seeds": a.seeds, "budget": a.steps, "readme": source, "runs": runs,
+            "filter": a.filter, "seeds": a.seeds, "twin": a.twin, "budget": a.steps, "readme": source, "runs": runs,
             "median": float(med), "quartiles": [float(q1), float(q3)], "torch": torch.__version__,
             "threads": a.threads, "machine": platform.processor() or platform.machine(),
             "date": datetime.date.today().isoformat(), "wall_s": time.perf_counter() - t0}, indent=1))

@@ -1,7 +1,8 @@
 """A PyTorch re-implementation of ironjr/grokfast's algorithmic-data setup (main.py and grokfast.py), written for
 the parity tests from a reading of the source: the causal decoder (``Block`` / ``Decoder``), the gradient filters
 (``gradfilter_ema`` / ``gradfilter_ma``) and the optimiser (``torch.optim.Adam`` with its weight decay and the
-``LambdaLR`` warm-up ``update / 10``). Nothing here is jgrok code; tests/test_fidelity_grokfast.py compares the two.
+``LambdaLR`` warm-up ``update / 10``). Nothing here is jgrok code but the bridges at the end (jgrok's program for a
+config, torch weights as jgrok's parameter tree); tests/test_fidelity_grokfast.py compares the two.
 
 Layout as in the source: sequences are [T, B] (sequence first), the attention is ``nn.MultiheadAttention`` with an
 additive -inf mask above the diagonal, and the block normalises the stream *before* the attention residual:
@@ -114,3 +115,27 @@ def optimizer(model: nn.Module, wd: float, lr: float = 1e-3):
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=wd, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda update: 1 if update > 10 else update / 10)
     return opt, sched
+
+
+def jgrok_program(cfg):
+    """jgrok's Program of one Grokfast config (default init, the config's filter) and its task table."""
+    from jgrok import train
+    from jgrok.tasks import algorithmic
+
+    table = algorithmic.build(cfg.task.name, cfg.task)
+    filters = ("none",) if cfg.optim.filter == "none" else ("none", cfg.optim.filter)
+    return train.Program(cfg=cfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
+                         n_train=table.n_train, schemes=("default",), filters=filters,
+                         window_max=cfg.optim.filter_window), table
+
+
+def jgrok_tree(prog, flat: dict[str, np.ndarray]):
+    """jgrok_params' flat arrays as the program's parameter tree; the names must be exactly the program's."""
+    import jax
+    import jax.numpy as jnp
+
+    from jgrok import init
+
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(prog.model[1])
+    assert sorted(flat) == sorted(init.path_str(p) for p, _ in leaves)  # the same set of tensors, no extra bias
+    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves])

@@ -23,24 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grokfast_reference as ref  # noqa: E402
 
 from jgrok import config, init, losses, optim, train  # noqa: E402
-from jgrok.tasks import algorithmic  # noqa: E402
 
 PRESETS = ("grokfast_baseline", "grokfast_ema", "grokfast_ma")
-
-
-def program(cfg):
-    table = algorithmic.build(cfg.task.name, cfg.task)
-    filters = ("none",) if cfg.optim.filter == "none" else ("none", cfg.optim.filter)
-    return train.Program(cfg=cfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
-                         n_train=table.n_train, schemes=("default",), filters=filters,
-                         window_max=cfg.optim.filter_window), table
-
-
-def nested(prog, flat):
-    shapes = prog.model[1]
-    leaves_, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-    assert sorted(flat) == sorted(init.path_str(p) for p, _ in leaves_)  # the same set of tensors, no extra bias
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves_])
 
 
 def flat(tree):
@@ -50,7 +34,7 @@ def flat(tree):
 @pytest.mark.parametrize("name", PRESETS)
 def test_table_tokens_and_split_are_the_sources(name):
     cfg = config.load(name)
-    prog, table = program(cfg)
+    prog, table = ref.jgrok_program(cfg)
     source = ref.table(97)
     np.testing.assert_array_equal(table.inputs, source[:4].T)  # [x, op, y, eq], x-major, y in 1..96
     np.testing.assert_array_equal(table.targets, source[4])  # label = token of x*y mod 97
@@ -66,10 +50,10 @@ def test_table_tokens_and_split_are_the_sources(name):
 def test_logits_and_gradients_match_the_sources_model(loss):
     cfg = config.load("grokfast_ema")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=loss))
-    prog, table = program(cfg)
+    prog, table = ref.jgrok_program(cfg)
     torch.manual_seed(0)
     model = ref.Decoder()
-    params = nested(prog, ref.jgrok_params(model))
+    params = ref.jgrok_tree(prog, ref.jgrok_params(model))
     rows = np.random.default_rng(0).choice(table.n_pairs, 64, replace=False)
     x, y = table.inputs[rows], table.targets[rows]
     x_t, y_t = torch.as_tensor(x.T, dtype=torch.long), torch.as_tensor(y, dtype=torch.long)
@@ -105,10 +89,10 @@ def test_optimiser_and_filters_follow_the_source_step_by_step(kind):
     model_cfg = dataclasses.replace(base.model, n_layers=1, d_model=16, n_heads=2)
     optim_cfg = dataclasses.replace(base.optim, filter_window=3, wd=0.5)  # a decay large enough to matter
     cfg = dataclasses.replace(base, model=model_cfg, optim=optim_cfg)
-    prog, table = program(cfg)
+    prog, table = ref.jgrok_program(cfg)
     torch.manual_seed(1)
     model = ref.Decoder(dim=16, layers=1, heads=2)
-    params = nested(prog, ref.jgrok_params(model))
+    params = ref.jgrok_tree(prog, ref.jgrok_params(model))
     o = cfg.optim
     hp = train.Hyper(lr=jnp.float32(o.lr), wd=jnp.float32(o.wd), init_scale=1.0,
                      filter_kind=jnp.int32(prog.filters.index(kind)), filter_alpha=jnp.float32(o.filter_alpha),
