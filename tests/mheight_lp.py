@@ -64,13 +64,18 @@ def lp_count(n: int, m: int) -> int:
     return n * (n - 1) * comb(n - 2, m - 1) * 2**m
 
 
-def lp_height(G_kxn: np.ndarray, m: int) -> float:
-    """h_m(C) of the code spanned by G's rows, by the published LP family (np.inf when some LP is unbounded)."""
+def _columns(G_kxn: np.ndarray, m: int) -> tuple[np.ndarray, int]:
+    """The code's columns [n, k] in float64 and n; m must be in 1..n-1."""
     G_kxn = np.asarray(G_kxn, dtype=np.float64)
-    k, n = G_kxn.shape
+    n = G_kxn.shape[1]
     if not 1 <= m <= n - 1:
         raise ValueError(f"m must be in [1, {n - 1}], got {m}")
-    cols_nxk = G_kxn.T
+    return G_kxn.T, n
+
+
+def lp_height(G_kxn: np.ndarray, m: int) -> float:
+    """h_m(C) of the code spanned by G's rows, by the published LP family (np.inf when some LP is unbounded)."""
+    cols_nxk, n = _columns(G_kxn, m)
     best = 0.0
     for a, b, X, psi in lp_tuples(n, m):
         s0, sX = psi[0], psi[1:]
@@ -97,11 +102,7 @@ def lp_height(G_kxn: np.ndarray, m: int) -> float:
 
 def lp_height_reduced(G_kxn: np.ndarray, m: int) -> float:
     """h_m(C) by the equivalent family max_{T, a in T} max{c_a : |c_j| <= 1, j not in T} (n C(n-1,m-1) LPs)."""
-    G_kxn = np.asarray(G_kxn, dtype=np.float64)
-    k, n = G_kxn.shape
-    if not 1 <= m <= n - 1:
-        raise ValueError(f"m must be in [1, {n - 1}], got {m}")
-    cols_nxk = G_kxn.T
+    cols_nxk, n = _columns(G_kxn, m)
     best = 0.0
     for T in itertools.combinations(range(n), m):
         out = [j for j in range(n) if j not in T]
