@@ -50,7 +50,7 @@ def measure(preset: str, seeds: str, steps: int, out: Path, extra: list[str]) ->
     args = ["--config", preset, "--seeds", seeds, "--steps", str(steps), "--stop-when", f"val_acc>{threshold}",
             "--patience", "1", "--no-tensorboard", "--quiet", "--out", str(out), *extra]
     t0, c0 = time.perf_counter(), time.process_time()
-    code = scan.main(args)
+    code = scan.main(args, hard_exit=True)  # a second Ctrl-C ends this script at once, as it does the CLI
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if code != 0:
         raise SystemExit(f"fidelity.py: the scan failed (exit {code}): {' '.join(args)}")

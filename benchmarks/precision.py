@@ -42,7 +42,7 @@ def run_scan(config: str, seeds: str, precision: str, out: Path, extra: list[str
     args = ["--config", config, "--seeds", seeds, "--precision", precision, "--stop-when", "val_acc>0.99",
             "--patience", "1", "--no-tensorboard", "--quiet", "--out", str(out), *extra]
     t0 = time.perf_counter()
-    code = scan.main(args)
+    code = scan.main(args, hard_exit=True)  # a second Ctrl-C ends this script at once, as it does the CLI
     wall = time.perf_counter() - t0
     if code != 0:
         raise SystemExit(f"precision.py: the {precision} scan failed (exit {code}): {' '.join(args)}")

@@ -101,7 +101,7 @@ def main(argv=None) -> int:
 
         t0, c0 = time.perf_counter(), time.process_time()
         rc = scan.main(["--config", "prieto_2025", "--out", str(out), "--overwrite", "--no-tensorboard",
-                        *a.scan_args])
+                        *a.scan_args], hard_exit=True)  # a second Ctrl-C ends this script at once
         record.update(wall_s=time.perf_counter() - t0, process_cpu_s=time.process_time() - c0, rc=rc)
         if rc:
             return rc
