@@ -529,6 +529,23 @@ def _narrower(args, out: Path, plan: Plan, e, told: bool) -> bool:
     return True
 
 
+def _updates_trained(done: list) -> tuple[int, int]:
+    """(seed-steps this process trained, runs that ended before the budget). A run that stopped or diverged counts
+    the updates it did, not the budget; a resumed scan counts from its checkpoint, not from update 0."""
+    import numpy as np
+
+    from jgrok import engine
+
+    n_steps = n_early = 0
+    for d in done:
+        budget, R = d.prog.cfg.train.steps, len(d.rows)
+        stopped = d.stopped_step if d.stopped_step is not None else np.full(R, -1)
+        end = engine.end_step(np.asarray(d.diverged_step), np.asarray(stopped))
+        n_early += int(((end >= 0) & (end < budget)).sum())
+        n_steps += int(np.maximum(np.where(end >= 0, end, budget) - d.start_step, 0).sum())
+    return n_steps, n_early
+
+
 def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     """The plots, then the end-of-scan printout."""
     from jgrok import plots
@@ -541,13 +558,17 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
                            f"({checkpoint.reason(e)}); free space and run: python -m jgrok.report {out}") from None
     summary = results.read_summary(out / "summary.csv")
     budget = done[0].prog.cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
-    # seed-steps this process trained: a resumed scan counts from its checkpoint, not from update 0
-    n_steps = sum(len(d.rows) * (d.prog.cfg.train.steps - d.start_step) for d in done)
+    n_steps, n_early = _updates_trained(done)
     resumed_at = sorted({d.start_step for d in done})
     n_runs = len(plan.rows)
-    trained = (f"{n_runs} runs x {budget} updates in {wall:.1f} s" if resumed_at == [0] else
-               f"{n_runs} runs x {budget} updates, resumed at update {'/'.join(map(str, resumed_at))}: "
-               f"this process trained {n_steps:,} seed-steps in {wall:.1f} s")
+    trained = f"{n_runs} runs x {'up to ' if n_early else ''}{budget} updates"
+    if n_early:
+        trained += f" ({n_early} ended early: stop rule or divergence)"
+    if resumed_at != [0]:
+        trained += f", resumed at update {'/'.join(map(str, resumed_at))}"
+    if n_early or resumed_at != [0]:  # then the seed-steps are not runs x budget: say how many
+        trained += f": this process trained {n_steps:,} seed-steps"
+    trained += f" in {wall:.1f} s"
     print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     for line in results.distribution_lines(_typed(summary), budget):

@@ -137,6 +137,9 @@ def test_stop_when_cli_records_rule_and_summary_column(tmp_path, capsys):
     out = tmp_path / "s"
     args = TINY_ARGS + ["--seeds", "0:3", "--stop-when", "weight_norm>0", "--patience", "2", "--out", str(out)]
     assert scan.main(args) == 0
+    printed = capsys.readouterr().out  # the rate counts the 8 updates each run did, not the budget of 12
+    assert "3 runs x up to 12 updates (3 ended early: stop rule or divergence): this process trained 24 seed-steps" \
+        in printed
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["train"]["stop_when"] == "weight_norm>0" and saved["train"]["patience"] == 2
     rows = (out / "summary.csv").read_text().splitlines()
