@@ -56,26 +56,13 @@ class Twin:
         import jax
         import jax.numpy as jnp
 
-        from jgrok import config, losses, optim, train
+        from jgrok import config, train
 
-        cfg = config.load(f"grokfast_{kind}")
-        prog, _ = ref.jgrok_program(cfg)
-        o = cfg.optim
-        hp = train.Hyper(lr=jnp.float32(o.lr), wd=jnp.float32(o.wd), init_scale=1.0,
-                         filter_kind=jnp.int32(prog.filters.index(o.filter)), filter_alpha=jnp.float32(o.filter_alpha),
-                         filter_lambda=jnp.float32(o.filter_lambda), filter_window=jnp.int32(o.filter_window),
-                         split_seed=0, order_seed=0, seed_G=None, scheme_G=None, perturb=0)
-        tx = optim.make_tx(o, hp, prog.filters, prog.window_max)
+        prog, _ = ref.jgrok_program(config.load(f"grokfast_{kind}"))
+        tx, self._step = ref.jgrok_update(prog)
         self.params = ref.jgrok_tree(prog, ref.jgrok_params(model))
         self.opt_state = tx.init(self.params)
         self.steps, self.val_acc = None, []
-
-        def step(params, opt_state, x, y):
-            g = jax.grad(lambda p: losses.xent(train.apply(prog, p, x), y, jnp.ones(len(y)))[0])(params)
-            u, opt_state = tx.update(g, opt_state, params)
-            return jax.tree.map(lambda p, d: p + d, params, u), opt_state
-
-        self._step = jax.jit(step)
         self._predict = jax.jit(lambda params, x: jnp.argmax(train.apply(prog, params, x), axis=-1))
 
     def update(self, x_TxB):

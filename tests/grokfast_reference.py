@@ -2,7 +2,7 @@
 the parity tests from a reading of the source: the causal decoder (``Block`` / ``Decoder``), the gradient filters
 (``gradfilter_ema`` / ``gradfilter_ma``) and the optimiser (``torch.optim.Adam`` with its weight decay and the
 ``LambdaLR`` warm-up ``update / 10``). Nothing here is jgrok code but the bridges at the end (jgrok's program for a
-config, torch weights as jgrok's parameter tree); tests/test_fidelity_grokfast.py compares the two.
+config, torch weights as jgrok's parameter tree, jgrok's update); tests/test_fidelity_grokfast.py compares the two.
 
 Layout as in the source: sequences are [T, B] (sequence first), the attention is ``nn.MultiheadAttention`` with an
 additive -inf mask above the diagonal, and the block normalises the stream *before* the attention residual:
@@ -139,3 +139,27 @@ def jgrok_tree(prog, flat: dict[str, np.ndarray]):
     leaves, treedef = jax.tree_util.tree_flatten_with_path(prog.model[1])
     assert sorted(flat) == sorted(init.path_str(p) for p, _ in leaves)  # the same set of tensors, no extra bias
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(flat[init.path_str(p)]) for p, _ in leaves])
+
+
+def jgrok_update(prog):
+    """jgrok's optimiser for the program's config (its filter, lr, decay) and its jitted update on the answer loss:
+    (tx, step) with step(params, opt_state, x_BxT, y_B) -> (params, opt_state)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jgrok import losses, optim, train
+
+    o = prog.cfg.optim
+    hp = train.Hyper(lr=jnp.float32(o.lr), wd=jnp.float32(o.wd), init_scale=1.0,
+                     filter_kind=jnp.int32(prog.filters.index(o.filter)), filter_alpha=jnp.float32(o.filter_alpha),
+                     filter_lambda=jnp.float32(o.filter_lambda), filter_window=jnp.int32(o.filter_window),
+                     split_seed=0, order_seed=0, seed_G=None, scheme_G=None, perturb=0)
+    tx = optim.make_tx(o, hp, prog.filters, prog.window_max)
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        g = jax.grad(lambda p: losses.xent(train.apply(prog, p, x), y, jnp.ones(len(y)))[0])(params)
+        u, opt_state = tx.update(g, opt_state, params)
+        return jax.tree.map(lambda p, d: p + d, params, u), opt_state
+
+    return tx, step
