@@ -6,7 +6,7 @@
 - 14 updates of jgrok's optimiser (Adam with coupled L2, warm-up update/10, EMA or MA filter) follow the torch
   optimiser + the source's filter functions step for step;
 - a short training run of the preset lands in a loose band around the source's number, and the decoupled-AdamW
-  mistake (issue 13) does not.
+  mistake (weight decay applied AdamW-style instead of the source's coupled L2) does not.
 """
 
 import dataclasses
@@ -122,8 +122,9 @@ def test_optimiser_and_filters_follow_the_source_step_by_step(kind):
 def test_grokfast_ema_preset_reaches_95_percent_like_the_source(tmp_path):
     """The source's number is 910 updates to 95% val acc (README, seed 0); the preset as shipped, one seed, must get
     there within 2,500 (the loose band: benchmarks/fidelity.py measured a median over 8 seeds near the source's,
-    see benchmarks/RESULTS.md). The decoupled-AdamW mistake that issue 13 reports stayed below 3% val acc for
-    3,000 updates, so this test fails for it; about a minute on a quiet 2-core CPU (~1,000-1,300 updates)."""
+    see benchmarks/RESULTS.md). An earlier version of the preset, with decoupled AdamW weight decay instead of the
+    source's coupled L2, stayed below 3% val acc for 3,000 updates, so this test fails for it; about a minute on a
+    quiet 2-core CPU (~1,000-1,300 updates)."""
     from jgrok import scan
     from jgrok.io import results
 

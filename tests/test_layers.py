@@ -1,4 +1,4 @@
-"""The package's shape, checked from its source with ``ast`` (issue 15): no import cycle among jgrok modules (lazy
+"""The package's shape, checked from its source with ``ast``: no import cycle among jgrok modules (lazy
 imports inside functions included), layers that look only down (io, the files, imports no engine, grid or scan;
 grid reads no files), no module using another module's underscore names, and no function longer than a reader can
 hold without a stated reason."""

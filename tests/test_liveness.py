@@ -2,8 +2,9 @@
 
 - No LAPACK kernel in a compiled program: jaxlib's CPU LAPACK kernels (QR, SVD, eigh, solve, ...) wait on XLA's
   own thread pool, and several at once (one per lane of a wave) hung scans forever under jax 0.10 on 2 cores.
-- The scan that hung (issue 14) and the AI-Scientist init study (orthogonal init in every wave) finish, each in a
-  subprocess with a hard timeout, so a returning deadlock fails the test instead of hanging CI.
+- The scan that once hung (three init schemes x two filters x two seeds in one wave of 12 lanes) and the
+  AI-Scientist init study (orthogonal init in every wave) finish, each in a subprocess with a hard timeout, so a
+  returning deadlock fails the test instead of hanging CI.
 - Ctrl-C is answered within about a second even while the host waits for a chunk: the engine polls the chunk's
   readiness instead of blocking in native code, where Python cannot run a signal handler.
 """
@@ -26,7 +27,7 @@ from jgrok import engine, grid, init, train
 from tests.conftest import TINY_ARGS, tiny
 
 HANG = ["--task", "x_plus_y", "--seeds", "0:2", "--init", "default,xavier_uniform,orthogonal", "--filter", "none,ema",
-        "--steps", "20", "--eval-every", "10"]  # the command of issue 14, verbatim but for --out
+        "--steps", "20", "--eval-every", "10"]  # the command that once hung, verbatim but for --out
 HANG_TIMEOUT_S = 900  # it needs ~1 min of CPU (shared 2-core machine: 160 s wall); a deadlock never ends
 
 
@@ -60,7 +61,8 @@ def test_no_lapack_kernel_in_any_compiled_program():
 
 
 def test_the_scan_that_deadlocked_finishes(tmp_path):
-    """Issue 14's command (orthogonal init in a wave of 12 lanes) hung forever on jax 0.10.2 with 2 cores."""
+    """The command that hung forever on jax 0.10.2 with 2 cores (orthogonal init in a wave of 12 lanes: LAPACK QR
+    kernels side by side) finishes."""
     scan_subprocess(HANG + ["--out", str(tmp_path / "o"), "--quiet"], HANG_TIMEOUT_S)
     assert (tmp_path / "o" / "summary.csv").is_file()
 

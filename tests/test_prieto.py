@@ -1,4 +1,4 @@
-"""Grokking without weight decay (issue 17): the MLP, StableMax / softmax precision, ⊥Grad as a per-run axis,
+"""Grokking without weight decay (Prieto et al.): the MLP, StableMax / softmax precision, ⊥Grad as a per-run axis,
 float64 programs, named variants and their validation. The torch parity checks are in test_prieto_parity.py."""
 
 import jax
