@@ -6,6 +6,7 @@ The fresh environment borrows the dependencies (jax, flax, ...) of the environme
 .pth line, placed after its own site-packages, so that only jgrok comes from the wheel; nothing is downloaded.
 """
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300  # every step below is a subprocess with this hard limit
+
+pytestmark = pytest.mark.slow  # builds a wheel and a virtual environment: a minute or more of subprocesses
 
 
 def run(cmd, cwd, env, timeout=TIMEOUT_S):
@@ -33,6 +36,14 @@ def venv(tmp_path_factory):
     """(python, bin folder, clean env) of a fresh venv holding jgrok from a freshly built wheel."""
     if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True).returncode != 0:
         pytest.skip("pip is not available to build and install the wheel")
+    # the wheel is built without build isolation (nothing downloaded), so with this environment's setuptools, which
+    # must read pyproject.toml's PEP 639 license string; the dev extra brings one that can
+    try:
+        setuptools_major = int(importlib.metadata.version("setuptools").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        setuptools_major = 0
+    if setuptools_major < 77:
+        pytest.fail("building the wheel needs setuptools >= 77 in the test environment: pip install -e '.[dev]'")
     tmp = tmp_path_factory.mktemp("install")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["JAX_PLATFORMS"] = "cpu"
