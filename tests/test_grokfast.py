@@ -171,6 +171,7 @@ def test_optimizer_matches_torch_formula(name):
             close(out[k][r], np_optimizer(name, params[k], grads[k], **lane))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", optim.OPTIMIZERS)
 def test_numpy_formula_matches_torch(name):
     torch = pytest.importorskip("torch")

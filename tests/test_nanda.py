@@ -64,6 +64,7 @@ def test_fourier_measures_use_the_nanda_tokens():
     assert np.isfinite(float(m["restricted_loss"])) and np.isfinite(float(m["excluded_loss"]))
 
 
+@pytest.mark.torch
 def test_logits_and_gradients_match_the_papers_model():
     """Same weights -> the same logits (every position) and the same gradients of the answer loss as a PyTorch copy of
     the paper's Transformer (tests/nanda_reference.py, use_ln false, float64 loss), on 256 random pairs."""

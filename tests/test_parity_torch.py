@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import torch_reference as ref  # noqa: E402
 

@@ -17,6 +17,7 @@ from jgrok.models import transformer
 from jgrok.tasks import algorithmic
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 ref = pytest.importorskip("tests.power_reference")
 
 
