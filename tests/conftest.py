@@ -1,10 +1,22 @@
 """Shared tiny configs. Tests run on CPU in seconds; compiled programs are shared through jgrok.engine's cache,
-so tests that use the same config and lane width compile once per session."""
+so tests that use the same config and lane width compile once per process, and through one persistent compilation
+cache per test session, so that pytest-xdist workers and the scans that tests run as subprocesses (which inherit the
+environment) load what another process compiled instead of compiling it again. A loaded executable is the compiled
+one, so results stay bit-identical."""
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JGROK_RATES", "off")  # tests keep no speed cache in the home folder (jgrok.io.rates)
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set before jax is imported; a user's own cache is kept
+    _JIT_CACHE = tempfile.mkdtemp(prefix="jgrok-tests-jit-")
+    atexit.register(shutil.rmtree, _JIT_CACHE, True)  # by the process that made it (xdist's controller)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JIT_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 import pytest  # noqa: E402
 
@@ -65,3 +77,38 @@ def assert_gradients_match(grads, theirs: dict, rel: float = 2e-3) -> None:
         name = init.path_str(p)
         scale = np.abs(theirs[name]).max() + 1e-8
         assert np.abs(np.asarray(gv) - theirs[name]).max() <= rel * scale + 1e-7, name
+
+
+# ------------------------------------------------------------------------------------------- figures of scans
+
+# A scan run in-process (jgrok.scan.main) ends by drawing a dozen figures, several seconds of matplotlib per scan
+# that most tests never look at. Here a scan draws them only in tests marked `scan_plots`; plots.make_plots called
+# from anywhere else (a test, the report) draws as always. The figures are checked by the marked tests, by
+# test_plots_report.py, and by every scan that a test runs as a subprocess.
+_FIGURES = {"drawn": False}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scan_figures_only_where_asked():
+    from jgrok import plots
+
+    real = getattr(plots, "make_plots", None)
+    if real is None:  # nothing to leave out
+        yield
+        return
+
+    def make_plots(out_dir, *args, **kwargs):
+        if _FIGURES["drawn"] or sys._getframe(1).f_globals.get("__name__") != "jgrok.scan":
+            return real(out_dir, *args, **kwargs)
+        return []
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plots, "make_plots", make_plots)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _figures_if_marked(request):
+    _FIGURES["drawn"] = request.node.get_closest_marker("scan_plots") is not None
+    yield
+    _FIGURES["drawn"] = False
