@@ -57,6 +57,16 @@ def test_only_retrains_bit_identically(finished, tmp_path):
         np.testing.assert_array_equal(a[k][4], b[k][0])
 
 
+@pytest.mark.scan_plots
+def test_a_scan_draws_its_figures(tmp_path):
+    """A finished scan has its figures (other in-process scans of the suite skip drawing them, see conftest)."""
+    out = tmp_path / "figs"  # W = 4 as in `finished`: the compiled program is shared
+    assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--wave-size", "4", "--out", str(out)]) == 0
+    names = {p.name for p in (out / "plots").iterdir()}
+    assert {"val_acc_x_plus_y.png", "quantiles_x_plus_y.png", "survival_x_plus_y.png", "summary_plot.png"} <= names
+    assert all((out / "plots" / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+
+
 def test_dry_run_writes_nothing(tmp_path, capsys):
     out = tmp_path / "dry"
     code, stdout, _ = run_cli(["--task", "permutation", "--seeds", "0:8", "--steps", "2000", "--eval-every", "50",

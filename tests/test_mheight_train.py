@@ -162,6 +162,7 @@ def test_cli_dry_run_prints_the_parameter_count(data_path, capsys):
     assert "1 updates per epoch, 10000 updates" in out  # 36 train codes in batches of 4096: 1 update per epoch
 
 
+@pytest.mark.scan_plots
 def test_cli_scan_writes_regression_results(data_path, tmp_path, capsys):
     out = tmp_path / "run"
     cfg_file = tmp_path / "tiny.yaml"
