@@ -120,6 +120,7 @@ def test_optimiser_and_filters_follow_the_source_step_by_step(kind):
             assert np.abs(v - t).max() <= 1e-4 * np.abs(t).max() + 1e-6, (s, name)
 
 
+@pytest.mark.slow
 def test_grokfast_ema_preset_reaches_95_percent_like_the_source(tmp_path):
     """The source's number is 910 updates to 95% val acc (README, seed 0); the preset as shipped, one seed, must get
     there within 2,500 (the loose band: benchmarks/fidelity.py measured a median over 8 seeds near the source's,

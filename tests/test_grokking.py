@@ -2,11 +2,13 @@
 before it generalises."""
 
 import numpy as np
+import pytest
 
 from jgrok import scan
 from jgrok.io import results
 
 
+@pytest.mark.slow
 def test_tiny_preset_groks(tmp_path):
     out = tmp_path / "grok"
     assert scan.main(["--config", "tiny_cpu", "--seeds", "1,3", "--steps", "1300", "--out", str(out), "--quiet"]) == 0

@@ -79,6 +79,7 @@ def assert_same_results(ref, out):
     assert (ref / "final_info.json").read_bytes() == (out / "final_info.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_sigint_sigterm_and_random_sigkills_then_resume(reference, env, tmp_path):
     """One scan, interrupted five times: SIGINT, SIGTERM (each must save, exit 130 and print the resume command),
     then three SIGKILLs at seeded random moments (after a random number of further checkpoints plus a random delay,

@@ -60,6 +60,7 @@ def test_no_lapack_kernel_in_any_compiled_program():
         assert not lapack_calls(text), f"LAPACK in the {name} program: {lapack_calls(text)}"
 
 
+@pytest.mark.slow
 def test_the_scan_that_deadlocked_finishes(tmp_path):
     """The command that hung forever on jax 0.10.2 with 2 cores (orthogonal init in a wave of 12 lanes: LAPACK QR
     kernels side by side) finishes."""
@@ -67,6 +68,7 @@ def test_the_scan_that_deadlocked_finishes(tmp_path):
     assert (tmp_path / "o" / "summary.csv").is_file()
 
 
+@pytest.mark.slow
 def test_ai_scientist_init_study_finishes(tmp_path):
     """The init-study preset with its 6 schemes x 2 seeds in one wave of 12 lanes (each lane computes every
     scheme's values, the QR included), on its first task only and with a model and budget small enough for CI (each
@@ -141,6 +143,7 @@ STEPS = 60
 STALL_ARGS = TINY_ARGS + ["--seeds", "0:2", "--steps", str(STEPS), "--checkpoint-every", "6", "--wave-size", "2"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_stalled_chunk(tmp_path):
     """A scan whose second chunk stalls (test hook JGROK_TEST_STALL): the first SIGINT is answered at once with
     the chunk's running time; the second (SIGTERM here) ends the process at once with code 130, and the newest

@@ -189,6 +189,7 @@ def one_device(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_one_device_results(one_device, tmp_path):
     out = tmp_path / "four"
     code = ("import jax, sys; from jgrok import scan; assert jax.local_device_count() == 4; "
@@ -205,6 +206,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_with_jax_distributed_write_shards_that_merge(one_device, tmp_path):
     """Two real processes on 127.0.0.1 with jax.distributed; each trains every 2nd run and writes its shard;
     jgrok.report merges them into the one-process results."""
