@@ -79,11 +79,7 @@ def per_run_bytes(prog: train.Program) -> int:
 
 def _abstract_wave(prog: train.Program, W: int):
     """Shapes of a wave's (state, hp) at W lanes, without computing anything."""
-    G = len(prog.groups)
-    f32, i32 = jnp.float32, jnp.int32
-    hp = train.Hyper(*(jax.ShapeDtypeStruct((W,), dt) for dt in (f32, f32, f32, i32, f32, f32, i32, i32, i32)),
-                     seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32),
-                     perturb=jax.ShapeDtypeStruct((W,), i32), orthogonal_grad=jax.ShapeDtypeStruct((W,), jnp.bool_))
+    hp = train.hyper_shapes(W, len(prog.groups))
     return jax.eval_shape(train.make_init(prog), hp), hp
 
 
