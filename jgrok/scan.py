@@ -255,7 +255,9 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
     once with ``os._exit(130)`` instead of raising KeyboardInterrupt, so that neither a chunk still running on the
     device nor the runtime's shutdown waiting for it can delay the exit; checkpoints are written to a temporary
     folder and renamed, so the newest complete one stays readable."""
-    stop = {"asked": False, "training": True}
+    # asked: a stop was requested; training: the scan has not finished training; clock: the engine's ChunkClock of
+    # the chunk being waited for (set once training starts)
+    stop = {"asked": False, "training": True, "clock": None}
 
     def ask_stop(signum, frame):
         if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
@@ -265,8 +267,7 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
             raise KeyboardInterrupt
         stop["asked"] = True
         if stop["training"]:
-            engine = sys.modules.get("jgrok.engine")  # imported once training is near
-            running = engine.chunk_running_s() if engine is not None else None
+            running = stop["clock"].running_s() if stop["clock"] is not None else None
             ran = "" if running is None else f", which has run for {running:.1f} s"
             print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk{ran} "
                   "(send it again to stop at once)...", file=sys.stderr, flush=True)
@@ -455,6 +456,7 @@ def _train(args, out: Path, plan: Plan, stop: dict):
     from jgrok import engine
     from jgrok.io import checkpoint, results, tb
 
+    stop["clock"] = engine.ChunkClock()
     resume_hint = f"python -m jgrok.scan --resume {out}"
     t0 = time.perf_counter()
     logger = None
@@ -468,7 +470,7 @@ def _train(args, out: Path, plan: Plan, stop: dict):
                                              on_chunk=logger.log if logger else None,
                                              ckpt=checkpoint.manager(out, i, cleanup=True),
                                              checkpoint_every=plan.cfg.engine.checkpoint_every,
-                                             should_stop=lambda: stop["asked"])
+                                             should_stop=lambda: stop["asked"], clock=stop["clock"])
                         for i, (p, t, m) in enumerate(plan.progs)]
                 stop["training"] = False
                 break
