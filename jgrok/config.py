@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 # The modules that own the lists of valid names (none of them imports this module).
-from jgrok import grokfast, losses, measures, models, optim, runids
+from jgrok import axes, grokfast, losses, measures, models, optim, runids
 from jgrok import init as init_mod
 from jgrok.errors import ConfigError
 from jgrok.models import resnet, transformer
@@ -140,28 +140,12 @@ class EngineConfig:
     compact: bool = True  # between chunks, re-pack runs that still train into fewer waves (results unchanged)
 
 
-# Axes a scan can vary. Each takes a list of values; every combination is a run. ``seed`` is the model seed;
-# ``data_seed`` sets both the split seed and the order seed (unless those are axes of their own).
-AXES: dict[str, tuple[str, str]] = {
-    # axis name: (section, field) of the base config it replaces
-    "task": ("task", "name"),
-    "init": ("init", "scheme"),
-    "init_scale": ("init", "scale"),
-    "optimizer": ("optim", "name"),
-    "wd": ("optim", "wd"),
-    "lr": ("optim", "lr"),
-    "filter": ("optim", "filter"),
-    "filter_alpha": ("optim", "filter_alpha"),
-    "filter_lambda": ("optim", "filter_lambda"),
-    "filter_window": ("optim", "filter_window"),
-    "orthogonal_grad": ("optim", "orthogonal_grad"),
-    "variant": ("", ""),  # names of bundles of overrides in the config's ``variants`` (see variant_config)
-    "data_seed": ("", ""),
-    "split_seed": ("", ""),
-    "order_seed": ("", ""),
-    "seed": ("", ""),
-}
-SEED_AXES = ("seed", "data_seed", "split_seed", "order_seed")
+# Axes a scan can vary (defined in jgrok.axes). Each takes a list of values; every combination is a run. ``seed``
+# is the model seed; ``data_seed`` sets both the split seed and the order seed (unless those are axes of their own).
+# axis name: (section, field) of the base config it replaces; ("", "") for the seeds and ``variant`` (names of
+# bundles of overrides in the config's ``variants``, see variant_config)
+AXES: dict[str, tuple[str, str]] = {a.name: a.field or ("", "") for a in axes.REGISTRY}
+SEED_AXES = tuple(a.name for a in axes.seeds())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,11 +238,11 @@ def _field_types(cls) -> dict[str, Any]:
 
 
 def axis_type(axis: str) -> Any:
-    if axis in SEED_AXES:
-        return int
-    if axis == "variant":
-        return str
-    section, field = AXES[axis]
+    """The type of an axis's values: its config field's type, or the registry's for an axis without a field."""
+    a = axes.by_name(axis)
+    if a.field is None:
+        return a.value_type
+    section, field = a.field
     return _field_types(_SECTION_CLASSES[section])[field]
 
 
@@ -284,8 +268,9 @@ def _build_grid(values: Any) -> dict:
         raise ConfigError(f"Config section 'grid' must map axis names to lists, not {values!r}.")
     grid = {}
     for axis, vals in values.items():
-        if axis not in AXES:
-            raise ConfigError(f"Unknown grid axis '{axis}'; known axes: {', '.join(AXES)}.")
+        known = [a.name for a in axes.REGISTRY]
+        if axis not in known:
+            raise ConfigError(f"Unknown grid axis '{axis}'; known axes: {', '.join(known)}.")
         if not isinstance(vals, (list, tuple)):
             vals = [vals]
         if not vals:
@@ -434,9 +419,9 @@ def set_path(cfg: Config, dotted: str, raw: str) -> Config:
     return out
 
 
-def with_grid(cfg: Config, **axes: list) -> Config:
+def with_grid(cfg: Config, **values: list) -> Config:
     grid = dict(cfg.grid)
-    grid.update(_build_grid(axes))
+    grid.update(_build_grid(values))
     out = dataclasses.replace(cfg, grid=grid)
     validate(out)
     return out
@@ -471,9 +456,9 @@ def base_for_axes(cfg: Config, values: dict) -> Config:
     """The single-run config obtained by putting one value of each non-seed axis into the base config."""
     changes: dict[str, dict] = {}
     for axis, value in values.items():
-        section, field = AXES[axis]
-        if section:
-            changes.setdefault(section, {})[field] = value
+        a = axes.by_name(axis)
+        if a.field is not None:
+            changes.setdefault(a.field[0], {})[a.field[1]] = value
     out = cfg
     for section, fields in changes.items():
         out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section), **fields)})
@@ -586,7 +571,7 @@ def validate(cfg: Config) -> None:
 
 def _axis_values(cfg: Config, axis: str) -> list:
     """The values a grid axis takes: its list in the grid, or the base config's one value."""
-    section, field = AXES[axis]
+    section, field = axes.by_name(axis).field
     return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
 
 
@@ -773,7 +758,7 @@ def _check_grid(cfg: Config) -> None:
             raise ConfigError(f"Variant '{name}' is not defined; the config's variants are "
                               f"{', '.join(cfg.variants) or 'none'}.")
         for key in cfg.variants[name]:
-            axis = next((a for a, sf in AXES.items() if sf == tuple(key.split("."))), None)
+            axis = next((a.name for a in axes.fields() if a.field == tuple(key.split("."))), None)
             if axis in cfg.grid:
                 raise ConfigError(f"Variant '{name}' sets {key}, which is also the grid axis '{axis}'; set it in "
                                   "one place.")

@@ -79,11 +79,7 @@ def per_run_bytes(prog: train.Program) -> int:
 
 def _abstract_wave(prog: train.Program, W: int):
     """Shapes of a wave's (state, hp) at W lanes, without computing anything."""
-    G = len(prog.groups)
-    f32, i32 = jnp.float32, jnp.int32
-    hp = train.Hyper(*(jax.ShapeDtypeStruct((W,), dt) for dt in (f32, f32, f32, i32, f32, f32, i32, i32, i32)),
-                     seed_G=jax.ShapeDtypeStruct((W, G), i32), scheme_G=jax.ShapeDtypeStruct((W, G), i32),
-                     perturb=jax.ShapeDtypeStruct((W,), i32), orthogonal_grad=jax.ShapeDtypeStruct((W,), jnp.bool_))
+    hp = train.hyper_shapes(W, len(prog.groups))
     return jax.eval_shape(train.make_init(prog), hp), hp
 
 
@@ -246,14 +242,19 @@ POLL_S = 0.05  # how often the host looks whether a chunk is done: the longest a
 STUCK_FACTOR, STUCK_MIN_S = 20.0, 60.0  # a chunk "may be stuck" once it has run longer than both of: STUCK_FACTOR
 # times the median wall time of the earlier chunks of its program (dispatch to outputs ready), and STUCK_MIN_S
 STALL_ENV = "JGROK_TEST_STALL"  # test hook, "C:S": chunk C (0-based, per program) counts as not done for S more seconds
-_running = {"since": None}  # perf_counter time at which the chunk the host waits for was dispatched; None if none
 
 
-def chunk_running_s() -> float | None:
-    """Seconds the chunk the host is waiting for has been running (from its dispatch), or None when the host is
-    not waiting for one (compiling, saving, writing results). Read by the CLI's signal handler."""
-    since = _running["since"]
-    return None if since is None else time.perf_counter() - since
+class ChunkClock:
+    """When the chunk the host waits for was dispatched: the caller makes one, hands it to train_program and reads
+    ``running_s()`` from elsewhere (the CLI's signal handler says how long the current chunk has run)."""
+
+    def __init__(self):
+        self.since: float | None = None  # perf_counter time of the dispatch; None when the host is not waiting
+
+    def running_s(self) -> float | None:
+        """Seconds the chunk the host is waiting for has been running (from its dispatch), or None when the host
+        is not waiting for one (compiling, saving, writing results)."""
+        return None if self.since is None else time.perf_counter() - self.since
 
 
 class ChunkWaiter:
@@ -265,7 +266,8 @@ class ChunkWaiter:
     median of the earlier ones and past STUCK_MIN_S: the program, W and the device, so a user can tell a hung scan
     from a slow one."""
 
-    def __init__(self, prog: train.Program, lanes: int):
+    def __init__(self, prog: train.Program, lanes: int, clock: ChunkClock | None = None):
+        self.clock = ChunkClock() if clock is None else clock
         self.label = f"{prog.cfg.task.name} / {prog.cfg.optim.name}"
         self.lanes = lanes
         self.walls: list[float] = []  # wall seconds of the chunks done so far
@@ -279,7 +281,7 @@ class ChunkWaiter:
         n = len(self.walls)
         hold = since + self.stall[1] if self.stall and int(self.stall[0]) == n else 0.0
         limit = max(STUCK_FACTOR * float(np.median(self.walls)), STUCK_MIN_S) if self.walls else None
-        _running["since"] = since
+        self.clock.since = since
         try:
             while True:
                 pending = [x for x in pending if not x.is_ready()]
@@ -294,7 +296,7 @@ class ChunkWaiter:
                           flush=True)
                 time.sleep(POLL_S)
         finally:
-            _running["since"] = None
+            self.clock.since = None
         self.walls.append(time.perf_counter() - since)
 
 
@@ -477,12 +479,14 @@ def save_point(ckpt, checkpoint_every: int, should_stop, step0: int, done: int, 
 
 def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, progress: bool = True,
                   on_chunk: Callable | None = None, keep_params: bool = True, ckpt=None, checkpoint_every: int = 0,
-                  should_stop: Callable[[], bool] | None = None, compact: bool | None = None) -> ProgramResult:
+                  should_stop: Callable[[], bool] | None = None, compact: bool | None = None,
+                  clock: ChunkClock | None = None) -> ProgramResult:
     """Train every run of one program; return its curves and final parameters.
 
     ckpt: an Orbax CheckpointManager (jgrok.io.checkpoint.manager) or None. With one, training resumes from its
     newest checkpoint, saves every ``checkpoint_every`` updates (at the first chunk end past each multiple) and at
     the end, and when ``should_stop()`` turns true it saves after the current chunk and raises Interrupted.
+    clock: a ChunkClock that holds the dispatch time of the chunk the host is waiting for (None: one of its own).
     Resumed runs end bit-identical to uninterrupted ones: a run's numbers do not depend on its lane.
 
     compact (default ``engine.compact``): between chunks, runs that stopped or diverged leave the device and the
@@ -503,7 +507,7 @@ def train_program(prog: train.Program, table, rows: list[dict], lanes: int, *, p
     start_step = restore_or_init(fleet, curves, ckpt, init_fn, compact)
     bar = Progress(prog.cfg.task.name, total, len(rows), enabled=progress)
     bar.begin(start_step, compiling)
-    waiter = ChunkWaiter(prog, lanes)
+    waiter = ChunkWaiter(prog, lanes, clock)
     for step0 in range(start_step, total, K):
         done = min(step0 + K, total)
         with out_of_memory_as_w(lanes, active=step0 == start_step):

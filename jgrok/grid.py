@@ -20,47 +20,37 @@ import itertools
 import jax
 import numpy as np
 
+from jgrok import axes as axes_mod
 from jgrok import config as config_mod
 from jgrok import init as init_mod
 from jgrok.rungroup import COLUMNS, columns
 from jgrok.tasks import algorithmic, mheight_task
 from jgrok.train import Hyper, Program
 
-# product order: outermost first
-AXIS_ORDER = ("task", "variant", "optimizer", "init", "init_scale", "wd", "lr", "filter", "filter_alpha",
-              "filter_lambda", "filter_window", "orthogonal_grad", "data_seed", "split_seed", "order_seed", "seed")
+# product order: outermost first (jgrok.axes: run ids are row numbers of this product)
+AXIS_ORDER = tuple(a.name for a in axes_mod.product())
 FILTERS = ("none", "ema", "ma")
 
 
 def expand(cfg: config_mod.Config) -> list[dict]:
-    """The runs table: one dict per run with every column of COLUMNS (plus ``run``, its id)."""
-    axes = [a for a in AXIS_ORDER if a in cfg.grid]
+    """The runs table: one dict per run with every column of COLUMNS (plus ``run``, its id). A column of an axis
+    with a config field holds the run's config value (its variant and axis values applied); a seed column holds
+    the seed axis's value (or its fallback's, jgrok.axes.seed_value); ``variant`` its name, "" without one."""
+    names = [a.name for a in axes_mod.product() if a.name in cfg.grid]
     overrides = config_mod.parse_group_overrides(cfg.init.groups)
     rows = []
-    for values in itertools.product(*(cfg.grid[a] for a in axes)):
-        v = dict(zip(axes, values))
+    for values in itertools.product(*(cfg.grid[a] for a in names)):
+        v = dict(zip(names, values))
         base = config_mod.base_for_axes(config_mod.variant_config(cfg, v.get("variant")),
                                         {a: x for a, x in v.items() if a not in config_mod.SEED_AXES})
-        seed = v["seed"]
-        data = v.get("data_seed", seed)
-        row = {
-            "run": len(rows),
-            "task": base.task.name,
-            "seed": seed,
-            "split_seed": v.get("split_seed", data),
-            "order_seed": v.get("order_seed", data),
-            "lr": base.optim.lr,
-            "wd": base.optim.wd,
-            "init": base.init.scheme,
-            "init_scale": base.init.scale,
-            "optimizer": base.optim.name,
-            "filter": base.optim.filter,
-            "filter_alpha": base.optim.filter_alpha,
-            "filter_lambda": base.optim.filter_lambda,
-            "filter_window": base.optim.filter_window,
-            "orthogonal_grad": base.optim.orthogonal_grad,
-            "variant": v.get("variant", ""),
-        }
+        row = {"run": len(rows)}
+        for a in axes_mod.columns():
+            if a.field is not None:
+                row[a.name] = getattr(getattr(base, a.field[0]), a.field[1])
+            elif a.role == "seed":
+                row[a.name] = axes_mod.seed_value(v, a.name)
+            else:
+                row[a.name] = v.get(a.name, a.missing)
         for group, spec in overrides.items():
             for what, value in spec.items():  # group_seed / group_scheme: {group: value}
                 row.setdefault(f"group_{what}", {})[group] = value
@@ -84,11 +74,13 @@ def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[
     runs start from them (``init.from_run``; jgrok.results_folder.programs passes it). Without it such programs
     start from their own initialisation, which has the same shapes (enough to read a scan's checkpoints)."""
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["task"], r["optimizer"], r.get("variant", "")), []).append(r)
+    for r in rows:  # the values of the program-splitting axes (jgrok.axes), "" for a variant the row lacks
+        groups.setdefault(tuple(r.get(a.name, a.missing) for a in axes_mod.program()), []).append(r)
     out = []
-    for (task, opt, variant), members in groups.items():
-        pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, variant), {"task": task, "optimizer": opt})
+    for key, members in groups.items():
+        static = dict(zip((a.name for a in axes_mod.program()), key))
+        task = static["task"]
+        pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, static["variant"]), static)
         ortho = any(bool(r.get("orthogonal_grad", False)) for r in members)
         pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, orthogonal_grad=ortho))
         regress = task == mheight_task.NAME
@@ -111,25 +103,18 @@ def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[
 def hyper(prog: Program, rows: list[dict]) -> Hyper:
     """Per-run arrays ([len(rows)] each; seed_G and scheme_G are [len(rows), G]) for a list of runs."""
     G = len(prog.groups)
-    col = lambda k, dt: np.array([r[k] for r in rows], dt)  # noqa: E731
+    col = lambda k, dt: np.array([r.get(k, axes_mod.by_name(k).missing) for r in rows], dt)  # noqa: E731
     names = prog.groups
     seed_G = np.array([[r.get("group_seed", {}).get(g, r["seed"]) for g in names] for r in rows], np.int32)
     scheme_G = np.array([[prog.schemes.index(r.get("group_scheme", {}).get(g, r["init"])) for g in names]
                          for r in rows], np.int32)
+    values = {a.name: col(a.name, a.hyper) for a in axes_mod.hyper()}  # one value per run, in the axis's dtype
     return Hyper(
-        lr=col("lr", np.float32),
-        wd=col("wd", np.float32),
-        init_scale=col("init_scale", np.float32),
         filter_kind=np.array([prog.filters.index(r["filter"]) for r in rows], np.int32),
-        filter_alpha=col("filter_alpha", np.float32),
-        filter_lambda=col("filter_lambda", np.float32),
-        filter_window=col("filter_window", np.int32),
-        split_seed=col("split_seed", np.int32),
-        order_seed=col("order_seed", np.int32),
         seed_G=seed_G.reshape(len(rows), G),
         scheme_G=scheme_G.reshape(len(rows), G),
         perturb=np.array([r.get("perturb", 0) for r in rows], np.int32),  # chaos floor: jgrok.init.perturb_ulp
-        orthogonal_grad=np.array([bool(r.get("orthogonal_grad", False)) for r in rows], np.bool_),
+        **values,
     )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 from flax import nnx
 
+from jgrok import axes
 from jgrok import config as config_mod
 from jgrok import engine, grid, runids, train
 from jgrok.errors import ConfigError
@@ -105,11 +106,11 @@ class ResultsFolder:
         raise ConfigError(f"Run {run} is not part of the scan in {self.out}.")
 
     def run_config(self, run: int) -> config_mod.Config:
-        """The config of one run alone: the scan's config with that run's axis values (its variant applied)."""
+        """The config of one run alone: the scan's config with that run's axis values (its variant applied): every
+        axis with a config field (jgrok.axes) sets that field to the run's value."""
         row = self.run(run)
         return config_mod.base_for_axes(config_mod.variant_config(self.config, row.get("variant")),
-                                        {a: row[a] for a in ("task", "optimizer", "init", "init_scale", "wd", "lr",
-                                                             "filter", "orthogonal_grad")})
+                                        {a.name: row[a.name] for a in axes.fields()})
 
     # ------------------------------------------------------------------------------------------ results files
 

@@ -13,15 +13,17 @@ analyze and TensorBoard.
 
 from __future__ import annotations
 
-# non-seed axes in label order (the order of summary.csv's columns; a named variant first)
-AXES = ("variant", "lr", "wd", "init", "init_scale", "optimizer", "filter", "filter_alpha", "filter_lambda",
-        "filter_window", "orthogonal_grad")
-SEED_COLUMNS = ("seed", "split_seed", "order_seed")
-# columns every runs table (jgrok.grid.expand) and summary.csv carry, whether they vary or not
-COLUMNS = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
-           "filter_alpha", "filter_lambda", "filter_window", "orthogonal_grad", "variant")
+from jgrok import axes as axes_mod
+
+# columns every runs table (jgrok.grid.expand) and summary.csv carry, whether they vary or not (jgrok.axes)
+COLUMNS = tuple(a.name for a in axes_mod.columns())
+SEED_COLUMNS = tuple(a.name for a in axes_mod.columns() if a.role == "seed")
+# non-seed axes in label order: the order of summary.csv's columns, a named variant (an axis without a config
+# field: a bundle of them) first; the task is not among them, it starts every label
+AXES = tuple(a.name for a in sorted(axes_mod.columns(), key=lambda a: a.field is not None)
+             if a.role != "seed" and a.name != "task")
 # values of the newer columns for a row built without them (no variant axis, no ⊥Grad)
-COLUMN_DEFAULTS = {"orthogonal_grad": False, "variant": ""}
+COLUMN_DEFAULTS = {a.name: a.missing for a in axes_mod.columns() if a.missing is not None}
 
 
 def columns(row: dict) -> dict:

@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from jgrok import axes
 from jgrok import config as config_mod
 from jgrok.errors import ArgumentParser, ConfigError, StorageError, one_line
 
@@ -33,24 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--config", help="YAML file or preset name in jgrok/configs/ (default: the AI-Scientist template)")
-    a("--task", help="task name, or a comma list (an axis); see the README's task table")
-    a("--seeds", help="model seeds: A:B (half-open) or a comma list")
-    a("--data-seeds", help="seeds of the train/val split and the batch order together (an axis)")
-    a("--split-seeds", help="seeds of the train/val split alone (an axis)")
-    a("--order-seeds", help="seeds of the batch order alone (an axis)")
-    a("--wd", help="weight decay values (comma list)")
-    a("--lr", help="learning rates (comma list)")
-    a("--init", help="init schemes (comma list): default, xavier_uniform, ...")
-    a("--init-scale", help="initial-parameter multipliers (comma list)")
-    a("--init-group", metavar="GROUP=seed:N|scheme:NAME,...",
-      help="per-layer-group init overrides, e.g. head=seed:7,embedding=scheme:orthogonal (groups: see README)")
-    a("--init-from", metavar="OUT:RUN[:GROUP,...]",
-      help="start every run from the final parameters of run RUN of the scan in OUT (all groups or those named)")
-    a("--optimizer", help="optimisers (comma list): adamw, adam_l2, sgd")
-    a("--filter", help="Grokfast gradient filters (comma list): none, ema, ma")
-    a("--filter-alpha", help="EMA filter alpha values (comma list)")
-    a("--filter-lambda", help="filter lambda values (comma list)")
-    a("--filter-window", help="MA filter windows (comma list)")
+    for axis in axes.REGISTRY:  # the axis flags, in the registry's order
+        if axis.flag is not None:
+            a(axis.flag, help=axis.help)
+        if axis.name == "init_scale":  # the init settings that are not axes, beside the init axes
+            a("--init-group", metavar="GROUP=seed:N|scheme:NAME,...",
+              help="per-layer-group init overrides, e.g. head=seed:7,embedding=scheme:orthogonal (groups: see README)")
+            a("--init-from", metavar="OUT:RUN[:GROUP,...]",
+              help="start every run from the final parameters of run RUN of the scan in OUT (all groups or those "
+                   "named)")
     a("--steps", help="updates per run")
     a("--epochs", help="shuffled epochs per run (train.sampling epochs; replaces --steps), e.g. for task mheight")
     a("--batch-size", help="training batch size")
@@ -109,12 +101,7 @@ def parse_values(flag: str, text: str, seeds: bool = False) -> list[str]:
     return values
 
 
-AXIS_FLAGS = {  # flag attribute -> grid axis
-    "task": "task", "seeds": "seed", "data_seeds": "data_seed", "split_seeds": "split_seed",
-    "order_seeds": "order_seed", "wd": "wd", "lr": "lr", "init": "init", "init_scale": "init_scale",
-    "optimizer": "optimizer", "filter": "filter", "filter_alpha": "filter_alpha", "filter_lambda": "filter_lambda",
-    "filter_window": "filter_window",
-}
+AXIS_FLAGS = {a.attr: a.name for a in axes.REGISTRY if a.flag is not None}  # flag attribute -> grid axis
 FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_runs": "engine.tb_runs",
                "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size",
                "eval_every": "train.eval_every", "precision": "train.precision", "wave_size": "engine.wave_size",
@@ -136,19 +123,19 @@ def resolve(args) -> config_mod.Config:
         value = getattr(args, attr)
         if value is not None:
             cfg = config_mod.set_path(cfg, field, value)
-    axes = {}
+    given = {}
     for attr, axis in AXIS_FLAGS.items():
         value = getattr(args, attr)
         if value is not None:
             flag = "--" + attr.replace("_", "-")
-            axes[axis] = parse_values(flag, value, seeds=axis in config_mod.SEED_AXES)
-    if "data_seed" in axes:  # a seed flag replaces the preset's other kind of data-seed axes
+            given[axis] = parse_values(flag, value, seeds=axis in config_mod.SEED_AXES)
+    if "data_seed" in given:  # a seed flag replaces the preset's other kind of data-seed axes
         cfg = dataclasses.replace(cfg, grid={k: v for k, v in cfg.grid.items() if k not in ("split_seed", "order_seed")})
-    if "split_seed" in axes or "order_seed" in axes:
+    if "split_seed" in given or "order_seed" in given:
         cfg = dataclasses.replace(cfg, grid={k: v for k, v in cfg.grid.items() if k != "data_seed"})
     if args.no_tensorboard:
         cfg = config_mod.set_path(cfg, "engine.tensorboard", "false")
-    cfg = config_mod.with_grid(cfg, **axes) if axes else cfg
+    cfg = config_mod.with_grid(cfg, **given) if given else cfg
     if args.patience is not None and not cfg.train.stop_when:
         raise ConfigError("--patience needs a stop rule; add --stop-when, e.g. --stop-when 'val_acc>0.99'.")
     return cfg
@@ -268,7 +255,9 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
     once with ``os._exit(130)`` instead of raising KeyboardInterrupt, so that neither a chunk still running on the
     device nor the runtime's shutdown waiting for it can delay the exit; checkpoints are written to a temporary
     folder and renamed, so the newest complete one stays readable."""
-    stop = {"asked": False, "training": True}
+    # asked: a stop was requested; training: the scan has not finished training; clock: the engine's ChunkClock of
+    # the chunk being waited for (set once training starts)
+    stop = {"asked": False, "training": True, "clock": None}
 
     def ask_stop(signum, frame):
         if stop["asked"]:  # asked twice: stop at once (the newest complete checkpoint stays readable)
@@ -278,8 +267,7 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
             raise KeyboardInterrupt
         stop["asked"] = True
         if stop["training"]:
-            engine = sys.modules.get("jgrok.engine")  # imported once training is near
-            running = engine.chunk_running_s() if engine is not None else None
+            running = stop["clock"].running_s() if stop["clock"] is not None else None
             ran = "" if running is None else f", which has run for {running:.1f} s"
             print(f"\n{signal.Signals(signum).name}: stopping; a checkpoint is saved after the current chunk{ran} "
                   "(send it again to stop at once)...", file=sys.stderr, flush=True)
@@ -468,6 +456,7 @@ def _train(args, out: Path, plan: Plan, stop: dict):
     from jgrok import engine
     from jgrok.io import checkpoint, results, tb
 
+    stop["clock"] = engine.ChunkClock()
     resume_hint = f"python -m jgrok.scan --resume {out}"
     t0 = time.perf_counter()
     logger = None
@@ -481,7 +470,7 @@ def _train(args, out: Path, plan: Plan, stop: dict):
                                              on_chunk=logger.log if logger else None,
                                              ckpt=checkpoint.manager(out, i, cleanup=True),
                                              checkpoint_every=plan.cfg.engine.checkpoint_every,
-                                             should_stop=lambda: stop["asked"])
+                                             should_stop=lambda: stop["asked"], clock=stop["clock"])
                         for i, (p, t, m) in enumerate(plan.progs)]
                 stop["training"] = False
                 break
@@ -594,10 +583,10 @@ def runs_table(rows: list[dict], edge: int = 10) -> list[str]:
     that vary and the seeds; the first and the last ``edge`` runs when there are more than 2 x edge."""
     from jgrok import rungroup
 
-    axes = ["task"] * (len({r["task"] for r in rows}) > 1) + rungroup.axes(rows) + rungroup.seed_columns(rows)
+    shown = ["task"] * (len({r["task"] for r in rows}) > 1) + rungroup.axes(rows) + rungroup.seed_columns(rows)
     width = len(str(max(r["run"] for r in rows)))
     line = lambda r: f"run {r['run']:>{width}}: " + " ".join(  # noqa: E731
-        f"{a}={rungroup.value_text(r[a])}" for a in axes)
+        f"{a}={rungroup.value_text(r[a])}" for a in shown)
     if len(rows) <= 2 * edge:
         return [line(r) for r in rows]
     return ([line(r) for r in rows[:edge]] + [f"... ({len(rows) - 2 * edge} runs more) ..."]

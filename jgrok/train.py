@@ -30,6 +30,7 @@ every evaluation, so where a run stops does not depend on chunk length, lanes or
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 from typing import Any, NamedTuple
@@ -39,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jgrok import config
+from jgrok import axes, config
 from jgrok import init as init_mod
 from jgrok import losses
 from jgrok import measures as measures_mod
@@ -51,24 +52,29 @@ PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
 
 
-class Hyper(NamedTuple):
-    """Per-run values (each a scalar for one run; a [W] array for a wave)."""
+# train.Hyper: a run's per-run values (each a scalar for one run; a [W] array for a wave). Its fields are the
+# axes of jgrok.axes.hyper(), named as the axes (lr, wd, init_scale, filter_alpha, filter_lambda, filter_window,
+# split_seed, order_seed, orthogonal_grad, ...), plus the per-run values below, which encode an axis for the
+# program (filter, init, seed) or are not an axis at all (perturb). orthogonal_grad (bool: this run projects its
+# gradients orthogonally to its weights, optim.orthogonal_grad and jgrok.optim) may be None: every run of the
+# program does.
+HYPER_EXTRA = {  # field: (dtype, per layer group)
+    "filter_kind": (np.int32, False),  # the filter axis: index into Program.filters
+    "seed_G": (np.int32, True),  # [G] model seed of each layer group (the seed axis, init.groups overrides)
+    "scheme_G": (np.int32, True),  # [G] index into Program.schemes per layer group (the init axis, overrides)
+    "perturb": (np.int32, False),  # chaos floor: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
+}
+_HYPER_OPTIONAL = ("orthogonal_grad",)  # fields that default to None
+Hyper = collections.namedtuple(
+    "Hyper", [*HYPER_EXTRA, *(a.name for a in axes.hyper() if a.name not in _HYPER_OPTIONAL), *_HYPER_OPTIONAL],
+    defaults=(None,) * len(_HYPER_OPTIONAL))
+Hyper.__doc__ = "Per-run values (each a scalar for one run; a [W] array for a wave): see the comment above it."
 
-    lr: Any
-    wd: Any
-    init_scale: Any
-    filter_kind: Any  # index into Program.filters
-    filter_alpha: Any
-    filter_lambda: Any
-    filter_window: Any
-    split_seed: Any
-    order_seed: Any
-    seed_G: Any  # [G] model seed of each layer group
-    scheme_G: Any  # [G] index into Program.schemes per layer group
-    perturb: Any  # chaos-floor perturbation index: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
-    # bool: this run projects its gradients orthogonally to its weights (optim.orthogonal_grad, jgrok.optim);
-    # None = every run of the program does
-    orthogonal_grad: Any = None
+
+def hyper_shapes(W: int, G: int) -> Hyper:
+    """Shapes and dtypes of a wave's Hyper at W lanes, for a model of G layer groups."""
+    extra = {k: jax.ShapeDtypeStruct((W, G) if grouped else (W,), dt) for k, (dt, grouped) in HYPER_EXTRA.items()}
+    return Hyper(**extra, **{a.name: jax.ShapeDtypeStruct((W,), a.hyper) for a in axes.hyper()})
 
 
 class RunState(NamedTuple):

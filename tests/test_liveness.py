@@ -101,10 +101,11 @@ def test_signal_handler_runs_while_a_chunk_computes():
     """While the host waits for a (really) busy device, a SIGINT handler runs within ~POLL_S of the signal, long
     before the computation ends; the chunk's running time is known to the handler."""
     seen = {}
+    clock = engine.ChunkClock()
 
     def handler(signum, frame):
         seen["at"] = time.perf_counter()
-        seen["running"] = engine.chunk_running_s()
+        seen["running"] = clock.running_s()
 
     old = signal.signal(signal.SIGINT, handler)
     try:
@@ -113,7 +114,7 @@ def test_signal_handler_runs_while_a_chunk_computes():
         timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
         sent = time.perf_counter() + 0.3
         timer.start()  # (sent: when the timer fires, at the earliest)
-        engine.ChunkWaiter(fake_program(), 4).wait(0, since, out)
+        engine.ChunkWaiter(fake_program(), 4, clock).wait(0, since, out)
         done = time.perf_counter()
         timer.join()
     finally:
@@ -122,7 +123,7 @@ def test_signal_handler_runs_while_a_chunk_computes():
     assert seen["at"] - sent < 1.0, f"the handler ran {seen['at'] - sent:.2f} s after the signal"
     assert done - seen["at"] > 0.5, "the computation was not running when the handler ran; calibrate it longer"
     assert 0.2 < seen["running"] < 2.0
-    assert engine.chunk_running_s() is None  # not waiting any more
+    assert clock.running_s() is None  # not waiting any more
 
 
 def test_a_chunk_far_slower_than_the_earlier_ones_is_reported_once(monkeypatch, capsys):

@@ -95,8 +95,9 @@ def test_ordered_split_keeps_table_order():
                          schemes=("default",), filters=("none",), window_max=1)
     import jax.numpy as jnp
 
-    hp = train.Hyper(1e-3, 0.0, 1.0, 0, 0.9, 0.0, 1, 3, 0, jnp.zeros(len(prog.groups), jnp.int32),
-                     jnp.zeros(len(prog.groups), jnp.int32), 0)
+    hp = train.Hyper(lr=1e-3, wd=0.0, init_scale=1.0, filter_kind=0, filter_alpha=0.9, filter_lambda=0.0,
+                     filter_window=1, split_seed=3, order_seed=0, seed_G=jnp.zeros(len(prog.groups), jnp.int32),
+                     scheme_G=jnp.zeros(len(prog.groups), jnp.int32), perturb=0)
     np.testing.assert_array_equal(np.asarray(train.init_run(prog, hp).perm), np.arange(25))
 
 
