@@ -87,7 +87,7 @@ def test_attention_forms_agree_at_rounding_level():
     (prog, _, members), = grid.programs(cfg, grid.expand(cfg))
     hp = jax.tree.map(lambda x: jnp.asarray(x)[0], grid.hyper(prog, members))
     params = train.init_run(prog, hp).params
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, prog.n_vocab, (64, 4)), jnp.int32)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, prog.n_inputs, (64, 4)), jnp.int32)
 
     def loss(p):
         return jnp.sum(jnp.sin(train.apply(prog, p, tokens)))

@@ -161,3 +161,23 @@ def abstract(cfg, n_vocab: int, n_out: int):
     model = nnx.eval_shape(lambda: Transformer(cfg, n_vocab, n_out, nnx.Rngs(0)))
     graphdef, state = nnx.split(model, nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
+
+
+# layer groups (jgrok.init): embedding, position, block{i}_attn (in- and out-projection), block{i}_mlp (both MLP
+# layers), norms (every LayerNorm), head
+_BLOCK_GROUPS = {"attn": "_attn", "mlp_in": "_mlp", "mlp_out": "_mlp", "ln1": None, "ln2": None}
+_TOP_GROUPS = {"tok_emb": "embedding", "pos_emb": "position", "final_ln": "norms", "head": "head"}
+
+
+def layer_group(parts: list[str]) -> str | None:
+    """The layer group of the parameter at path ``parts``; None for a path that is not the transformer's."""
+    if parts[0] == "blocks" and len(parts) > 2 and parts[2] in _BLOCK_GROUPS:
+        suffix = _BLOCK_GROUPS[parts[2]]
+        return "norms" if suffix is None else f"block{parts[1]}{suffix}"
+    return _TOP_GROUPS.get(parts[0])
+
+
+def per_example_floats(cfg, n_inputs: int, n_out: int, T: int = 4) -> int:
+    """Activations of one example of T tokens: per layer and token ~12 D (attention, norms, residuals), 3 F (the
+    MLP) and 2 H T (scores and their softmax)."""
+    return cfg.n_layers * T * (12 * cfg.d_model + 3 * cfg.d_model * cfg.mlp_ratio + 2 * cfg.n_heads * T)
