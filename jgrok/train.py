@@ -44,7 +44,6 @@ from jgrok import init as init_mod
 from jgrok import measures as measures_mod
 from jgrok import models, optim
 from jgrok.errors import ConfigError
-from jgrok.models import transformer
 from jgrok.tasks import kinds
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
@@ -158,13 +157,15 @@ def _freeze(x):
     return x
 
 
-def apply(prog: Program, params, tokens_BxT, all_positions: bool = False):
-    """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions."""
+def apply(prog: Program, params, tokens_BxT, all_positions: bool = False, wide: bool = False):
+    """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions.
+    ``wide``: traced for a wave of W > 1 lanes (the transformer then computes its attention products otherwise,
+    see jgrok.models.transformer.SMALL_T)."""
     graphdef, _ = prog.model
     if prog.cfg.train.precision == "bf16":
         params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     model = nnx.merge(graphdef, params)
-    logits = model(tokens_BxT, all_positions=True) if all_positions else model(tokens_BxT)
+    logits = model(tokens_BxT, all_positions=True, wide=wide) if all_positions else model(tokens_BxT, wide=wide)
     return logits if prog.cfg.train.precision == "fp64" else logits.astype(jnp.float32)
 
 
@@ -256,14 +257,16 @@ def _batch(prog: Program, perm, order_seed, step):
     return perm[order[jnp.minimum(pos, n_train - 1)]], valid.astype(jnp.float32)
 
 
-def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
-    """One update of one run. ``step`` is the 0-based update index (the same for every lane)."""
+def train_step(prog: Program, data, state: RunState, hp: Hyper, step, wide: bool = False):
+    """One update of one run. ``step`` is the 0-based update index (the same for every lane); ``wide``: traced
+    for a wave of W > 1 lanes (see :func:`apply`)."""
     inputs, targets = data
     idx, w = _batch(prog, state.perm, hp.order_seed, step)
     x, y = inputs[idx], targets[idx]
 
     def loss_fn(params):
-        return prog.kind.loss(prog, lambda x, all_positions=False: apply(prog, params, x, all_positions), x, y, w)
+        return prog.kind.loss(prog, lambda x, all_positions=False: apply(prog, params, x, all_positions, wide), x, y,
+                              w)
 
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
@@ -280,7 +283,7 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     return new, (loss.astype(jnp.float32), acc)
 
 
-def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
+def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wide: bool):
     """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch (the sums
     are the task kind's; without accuracy, an accuracy of 0 that the caller drops)."""
     inputs, targets = data
@@ -292,26 +295,26 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
 
     def body(carry, xs):
         i, wi = xs
-        loss, correct = prog.kind.eval_sums(prog, apply(prog, params, inputs[i]), targets[i], wi)
+        loss, correct = prog.kind.eval_sums(prog, apply(prog, params, inputs[i], wide=wide), targets[i], wi)
         return (carry[0] + loss, carry[1] if correct is None else carry[1] + correct), None
 
     (nll, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
     return nll / count, correct / count
 
 
-def evaluate(prog: Program, data, state: RunState) -> dict:
-    """Metrics of one run's current parameters; uses no randomness."""
+def evaluate(prog: Program, data, state: RunState, wide: bool = False) -> dict:
+    """Metrics of one run's current parameters; uses no randomness. ``wide``: as for :func:`train_step`."""
     n_val = prog.n_rows - prog.n_train
     out = {}
-    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data)
+    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data, wide)
     if prog.cfg.train.eval_train:
         out["train_full_loss"], out["train_full_acc"] = _split_metrics(
-            prog, state.params, state.perm, 0, prog.n_train, data)
+            prog, state.params, state.perm, 0, prog.n_train, data, wide)
     if not prog.kind.has_accuracy:
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
     out["weight_norm"] = optim.global_norm(state.params)
     out.update(group_norms(prog, state.params))
-    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x), state.params, state.perm, data))
+    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x, wide=wide), state.params, state.perm, data))
     return out
 
 
@@ -377,7 +380,8 @@ def chunk_fn(prog: Program, K: int):
 
     def chunk(state, hp, data, step0, eval_every, total):
         W = state.alive.shape[0]
-        with jax.default_matmul_precision(precision), transformer.wave(W):
+        wide = W > 1  # the model's products for a wave of W lanes (jgrok.models.transformer.SMALL_T)
+        with jax.default_matmul_precision(precision):
             nan = jnp.full((W,), jnp.nan, jnp.float32)
 
             def step_fn(state, i):
@@ -385,7 +389,7 @@ def chunk_fn(prog: Program, K: int):
                 in_budget = step < total
 
                 def do_train(s):
-                    return jax.vmap(lambda si, hi: train_step(prog, data, si, hi, step))(s, hp)
+                    return jax.vmap(lambda si, hi: train_step(prog, data, si, hi, step, wide))(s, hp)
 
                 def skip(s):
                     return s, (nan, nan)
@@ -394,7 +398,7 @@ def chunk_fn(prog: Program, K: int):
                 do_eval = in_budget & (((step + 1) % eval_every == 0) | (step + 1 == total))
 
                 def run_eval(s):
-                    ev = jax.vmap(lambda si: evaluate(prog, data, si))(s)
+                    ev = jax.vmap(lambda si: evaluate(prog, data, si, wide))(s)
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
                 none = {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) if shapes[k] else nan for k in keys}

@@ -49,8 +49,8 @@ class MLP(nnx.Module):
         return jnp.concatenate([jax.nn.one_hot(a_B, self.n_elems, dtype=dtype),
                                 jax.nn.one_hot(b_B, self.n_elems, dtype=dtype)], axis=-1)
 
-    def __call__(self, tokens_BxT):
-        """Logits ``[B, n_out]`` in the parameters' dtype."""
+    def __call__(self, tokens_BxT, wide: bool = False):
+        """Logits ``[B, n_out]`` in the parameters' dtype (the same for any lane width: ``wide`` is unused)."""
         h = self.features(tokens_BxT, self.head.kernel[...].dtype)
         for layer in self.hidden:
             h = jax.nn.relu(layer(h))

@@ -57,8 +57,8 @@ class ResNet(nnx.Module):
         self.blocks = nnx.List([Block(width, rngs) for _ in range(blocks)])
         self.head = nnx.Linear(width, 1, rngs=rngs)
 
-    def __call__(self, x_BxF):
-        """Predicted log2 h, ``[B]`` (>= 0)."""
+    def __call__(self, x_BxF, wide: bool = False):
+        """Predicted log2 h, ``[B]`` (>= 0); the same for any lane width (``wide`` is unused)."""
         x_BxD = self.input(x_BxF)
         for block in self.blocks:
             x_BxD = block(x_BxD)
