@@ -41,7 +41,6 @@ def build(config: str, lanes: int, measures: str, task: str | None):
 
     from jgrok import config as config_mod
     from jgrok import grid, train
-    from jgrok.models import transformer
 
     cfg = config_mod.load(config)
     cfg = config_mod.set_path(cfg, "train.measures", measures)
@@ -56,12 +55,12 @@ def build(config: str, lanes: int, measures: str, task: str | None):
     precision = train.PRECISION[prog.cfg.train.precision]
 
     def ev(s):
-        with jax.default_matmul_precision(precision), transformer.wave(lanes):
-            return jax.vmap(lambda si: train.evaluate(prog, data, si))(s)
+        with jax.default_matmul_precision(precision):
+            return jax.vmap(lambda si: train.evaluate(prog, data, si, lanes > 1))(s)
 
     def step(s, h):
-        with jax.default_matmul_precision(precision), transformer.wave(lanes):
-            return jax.vmap(lambda si, hi: train.train_step(prog, data, si, hi, 0))(s, h)
+        with jax.default_matmul_precision(precision):
+            return jax.vmap(lambda si, hi: train.train_step(prog, data, si, hi, 0, lanes > 1))(s, h)
 
     return prog, jax.jit(ev), jax.jit(step), state, hp
 

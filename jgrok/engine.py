@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jgrok import grid as grid_mod
-from jgrok import measures, train
+from jgrok import measures, models, train
 from jgrok.errors import ConfigError
 from jgrok.io import checkpoint
 
@@ -58,23 +59,22 @@ def eval_steps(total: int, eval_every: int) -> np.ndarray:
 
 
 def per_run_bytes(prog: train.Program) -> int:
-    """Rough device memory of one lane: parameters, gradients, optimiser and filter state, and activations of a
-    training batch and of an evaluation slice (float32)."""
-    m, tr = prog.cfg.model, prog.cfg.train
-    P = prog.n_params
-    slots = 4 + (1 if "ema" in prog.filters else 0) + (prog.window_max if "ma" in prog.filters else 0)
-    if prog.kind == "regress":  # ResNet: ~6 activations of width D per block and example, plus the input
-        per_example = prog.n_vocab + 6 * m.width * (m.blocks + 1)
-        batch = prog.n_train if tr.sampling == "full" else tr.batch_size
-        acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
-        return 4 * (slots * P + acts + prog.n_pairs)
-    T = 4
-    per_example = m.n_layers * T * (12 * m.d_model + 3 * m.d_model * m.mlp_ratio + 2 * m.n_heads * T)
-    if m.kind == "mlp":  # the one-hot input, 3 activations per hidden unit, logits and their softmax
-        per_example = 2 * prog.n_vocab + 3 * sum(m.hidden) + 2 * prog.n_out
+    """Rough device memory of one lane: parameters, gradients, optimiser and filter state (as the optimiser builds
+    it), and activations of a training batch and of an evaluation slice (the model's count per example; float32)."""
+    tr = prog.cfg.train
+    per_example = models.per_example_floats(prog.cfg.model, prog.n_inputs, prog.n_out)
     batch = prog.n_train if tr.sampling == "full" else tr.batch_size
-    acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_pairs) * per_example // 2
-    return 4 * (slots * P + acts + prog.n_pairs) + measures.extra_bytes(prog, per_example)
+    acts = batch * per_example * 2 + min(tr.eval_batch, prog.n_rows) * per_example // 2
+    state = 2 * prog.n_params + optimiser_floats(prog)  # parameters and gradients, optimiser and filter state
+    return 4 * (state + acts + prog.n_rows) + measures.extra_bytes(prog, per_example)
+
+
+@functools.lru_cache(maxsize=64)
+def optimiser_floats(prog: train.Program) -> int:
+    """Numbers in one run's optimiser state (moments, filter buffers, counters), from the state's shapes as the
+    program's optimiser initialises it (nothing is computed)."""
+    state, _ = _abstract_wave(prog, 1)
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(state.opt_state)))
 
 
 def _abstract_wave(prog: train.Program, W: int):
@@ -84,13 +84,10 @@ def _abstract_wave(prog: train.Program, W: int):
 
 
 def abstract_data(prog: train.Program):
-    """Shapes and dtypes of a program's task table (inputs, targets) as a chunk receives it: for the algorithmic
-    tasks int32 tokens [N, 4] and int32 labels [N]; for the m-height regression float32 features [N, F] (F =
-    ``prog.n_vocab``, the ResNet's input width) and float32 targets log2 h [N]."""
-    n = prog.n_pairs
-    if prog.kind == "regress":
-        return jax.ShapeDtypeStruct((n, prog.n_vocab), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.float32)
-    return jax.ShapeDtypeStruct((n, 4), jnp.int32), jax.ShapeDtypeStruct((n,), jnp.int32)
+    """Shapes and dtypes of a program's task table (inputs, targets) as a chunk receives it, as its task kind
+    says (jgrok.tasks.kinds): for a classification int32 tokens [N, 4] and int32 labels [N]; for a regression
+    float32 features [N, F] (F = ``prog.n_inputs``) and float32 targets [N]."""
+    return prog.kind.abstract_data(prog.n_rows, prog.n_inputs)
 
 
 def measured_lane_bytes(prog: train.Program, K: int, widths=(2, 4)) -> tuple[int, int] | None:

@@ -24,7 +24,7 @@ from jgrok import axes as axes_mod
 from jgrok import config as config_mod
 from jgrok import init as init_mod
 from jgrok.rungroup import COLUMNS, columns
-from jgrok.tasks import algorithmic, mheight_task
+from jgrok.tasks import kinds
 from jgrok.train import Hyper, Program
 
 # product order: outermost first (jgrok.axes: run ids are row numbers of this product)
@@ -64,15 +64,15 @@ def varying(rows: list[dict]) -> list[str]:
     return [c for c in COLUMNS if len({r[c] for r in cols}) > 1]
 
 
-def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[tuple[Program, algorithmic.Table,
-                                                                                     list[dict]]]:
+def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[tuple[Program, object, list[dict]]]:
     """Group runs by their static values (task, optimiser, variant) into programs, in run order. A program's config
     has train.steps / train.eval_every in updates (resolved from epochs where the config counts epochs), and
     optim.orthogonal_grad true when any of its runs uses ⊥Grad (each run's own choice is in Hyper).
 
     ``load_start(out, run)``: the final parameters of run ``run`` of the scan in folder ``out``, for a config whose
     runs start from them (``init.from_run``; jgrok.results_folder.programs passes it). Without it such programs
-    start from their own initialisation, which has the same shapes (enough to read a scan's checkpoints)."""
+    start from their own initialisation, which has the same shapes (enough to read a scan's checkpoints).
+    A program's table is what its task kind (jgrok.tasks.kinds) builds for the task."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:  # the values of the program-splitting axes (jgrok.axes), "" for a variant the row lacks
         groups.setdefault(tuple(r.get(a.name, a.missing) for a in axes_mod.program()), []).append(r)
@@ -83,16 +83,15 @@ def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[
         pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, static["variant"]), static)
         ortho = any(bool(r.get("orthogonal_grad", False)) for r in members)
         pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, orthogonal_grad=ortho))
-        regress = task == mheight_task.NAME
-        table = mheight_task.build(pcfg.task) if regress else algorithmic.build(task, pcfg.task)
+        kind = kinds.for_task(task)
+        table = kind.build(task, pcfg.task)
         pcfg = config_mod.resolve_epochs(pcfg, table.n_train)  # steps are updates from here on
         used = {r["init"] for r in members} | {s for r in members for s in r.get("group_scheme", {}).values()}
         schemes = tuple(s for s in init_mod.SCHEMES if s in used)
         filters = tuple(f for f in FILTERS if any(r["filter"] == f for r in members))
         windows = [r["filter_window"] for r in members if r["filter"] == "ma"]
-        prog = Program(cfg=pcfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
-                       n_train=table.n_train, schemes=schemes, filters=filters, window_max=max(windows, default=1),
-                       kind="regress" if regress else "classify", n_groups=len(table.groups) if regress else 1)
+        prog = Program(cfg=pcfg, schemes=schemes, filters=filters, window_max=max(windows, default=1), kind=kind,
+                       **kind.sizes(table))
         _check_groups(prog, members)
         if pcfg.init.from_run and load_start is not None:
             prog = with_start(prog, pcfg.init.from_run, load_start)
@@ -138,7 +137,7 @@ def with_start(prog: Program, spec: str, load_start) -> Program:
             raise config_mod.ConfigError(f"Init group '{g}' does not exist in this model; its groups are "
                                          f"{', '.join(prog.groups)}.")
     params = load_start(out, run)
-    _, shapes = prog.model
+    shapes = prog.model.shapes
     want = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     have = {init_mod.path_str(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}
     if want != have:

@@ -30,7 +30,8 @@ Linear biases to zero; LayerNorm is always 1 / 0; the attention in-projection ke
 parameter of ``nn.MultiheadAttention``, not an ``nn.Linear``, so the study's ``isinstance`` loop never touches it).
 ``scale`` (Omnigrok's alpha) multiplies every initial parameter.
 
-Layer groups (stable names, used by overrides and by chimera attribution): ``embedding``, ``position``,
+Layer groups (stable names, used by overrides and by chimera attribution) are named by the model that owns the
+parameter (``layer_group`` of each module in jgrok.models): the transformer's ``embedding``, ``position``,
 ``block{i}_attn`` (in- and out-projection), ``block{i}_mlp`` (both MLP layers), ``norms`` (every LayerNorm),
 ``head`` (the output layer). The m-height ResNet (:mod:`jgrok.models.resnet`): ``input``, ``block{i}`` (its
 Linear), ``norms``, ``head``. The MLP (:mod:`jgrok.models.mlp`): ``hidden{i}``, ``head``.
@@ -42,6 +43,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+
+from jgrok import models
 
 SCHEMES = ("default", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal", "uniform",
            "lecun_normal", "nanda")
@@ -66,15 +69,7 @@ def path_str(path) -> str:
 def _classify(parts: list[str], shape: tuple, kernels: dict) -> tuple[str, str, int, int]:
     name = parts[-1]
     owner = "/".join(parts[:-1])
-    if parts[0] == "blocks":
-        block = f"block{parts[1]}"
-        sub = parts[2]
-        group = {"attn": f"{block}_attn", "mlp_in": f"{block}_mlp", "mlp_out": f"{block}_mlp",
-                 "linear": block}.get(sub, "norms")  # "linear": the ResNet regressor's block
-    elif parts[0] == "hidden":  # the MLP's hidden Linear layers (jgrok.models.mlp)
-        group = f"hidden{parts[1]}"
-    else:
-        group = {"tok_emb": "embedding", "pos_emb": "position", "head": "head", "input": "input"}.get(parts[0], "norms")
+    group = models.layer_group(parts)  # the model that owns the path names its group
     if name == "embedding":
         return "embedding", group, shape[1], shape[0]
     if name == "scale":

@@ -62,7 +62,7 @@ import numpy as np
 
 from jgrok import losses
 from jgrok.errors import ConfigError
-from jgrok.tasks import algorithmic
+from jgrok.tasks import algorithmic, kinds
 
 NAMES = ("fourier", "logits")
 KEYS = {
@@ -90,8 +90,9 @@ def check(text: str, tasks: list[str], model_kind: str, p: int, vocab: str = "te
         raise ConfigError("The fourier measure needs the numbers 0..p-1 as the group's elements; task.vocab 'signed' "
                           "writes operands 1..p and signed results, so drop 'fourier' from --measures.")
     for task in tasks:
-        if "logits" in names and task == "mheight":
-            raise ConfigError("The logits measure needs a classification task; task mheight is a regression, so "
+        kind = kinds.for_task(task)
+        if "logits" in names and "logits" not in kind.measures:
+            raise ConfigError(f"The logits measure needs a classification task; task {task} is {kind.noun}, so "
                               "drop 'logits' from --measures.")
         if "fourier" in names:
             if task not in FOURIER_TASKS:
@@ -279,7 +280,7 @@ def fourier_measures(prog, apply, params, perm, data) -> dict:
     voc = algorithmic.vocab(prog.cfg.task.vocab, prog.cfg.task.p)  # where the numbers' tokens and logits sit
     first_logit = voc.offset if voc.full_output else 0
     L_PxC = _in_slices(lambda x: apply(params, x)[:, classes + first_logit], inputs[rows_P], prog.cfg.train.eval_batch)
-    train_rows = jnp.zeros(prog.n_pairs, jnp.float32).at[perm[:prog.n_train]].set(1.0)
+    train_rows = jnp.zeros(prog.n_rows, jnp.float32).at[perm[:prog.n_train]].set(1.0)
     spec = spectrum(params["tok_emb"]["embedding"][classes + voc.offset].astype(jnp.float32), g)
     mask, count = key_mask(spec)
     restricted, excluded = restricted_excluded(L_PxC, mask, train_rows[rows_P], g)

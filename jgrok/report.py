@@ -73,13 +73,13 @@ def survival_lines(rows, by_group, budget) -> list[str]:
 
 def build_regression_report(out_dir) -> Path:
     """report.md of a regression scan (task mheight): per group the share of runs with a sudden val-loss drop, the
-    quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.analysis.drop)."""
+    quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.tasks.drop)."""
     out = Path(out_dir)
     paths = plots.plot_regression(out)
     summary = open_scan(out).summary
     lines = ["# m-height regression scan", "",
              "Losses are mean squared errors of log2 h. A run's drop is the sudden val-loss drop found by "
-             "`jgrok.analysis.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
+             "`jgrok.tasks.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
              "at least a factor 2, after the train loss plateaued); drop epoch = its update step / updates per epoch.",
              "", "```", *results.distribution_lines(summary, 0), "```", "", "## Figures", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in paths]

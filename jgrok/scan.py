@@ -326,10 +326,10 @@ def _main(argv, stop) -> int:
         return 0
     # regression data is read (or generated into its cache) before the output folder is made, so a bad data file
     # leaves nothing behind
-    for p, t, _ in plan.progs:  # regression data: which codes, and how many infinite heights were left out
-        if p.kind == "regress":
-            t.inputs  # noqa: B018 - reads the data now (generating the cached dataset if needed)
-            print(f"{p.cfg.task.name}: {t.describe()}", file=sys.stderr)
+    for p, t, _ in plan.progs:  # data read from files (regression: which codes, and how many were left out)
+        line = p.kind.describe_data(t)
+        if line is not None:
+            print(f"{p.cfg.task.name}: {line}", file=sys.stderr)
     need = disk_bytes(plan.progs, plan.cfg.engine.checkpoint_every)
     if out is None:
         out = _new_out(args, plan, need)
@@ -407,17 +407,17 @@ def print_dry_run(plan: Plan) -> None:
     for prog, table, members in plan.progs:
         per = engine.per_run_bytes(prog)
         mem = f"estimated device memory {human_bytes(per)} per run, {human_bytes(per * W)} per device"
-        if prog.kind == "regress":
+        if prog.kind.epochs:
             tr = prog.cfg.train
             print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
                   f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
-                  f"{prog.cfg.model.blocks} blocks, {table.n_vocab} input features), {table.describe()}; "
+                  f"{prog.cfg.model.blocks} blocks, {prog.n_inputs} input features), {table.describe()}; "
                   f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
                   f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
         else:
             variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
             print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
-                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {table.n_pairs} pairs "
+                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
                   f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
         print("#   " + time_estimate(prog, len(members), W, n_dev))
     print(f"# disk: about {human_bytes(disk_bytes(plan.progs, cfg.engine.checkpoint_every))} at most "

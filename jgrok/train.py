@@ -17,9 +17,9 @@ Definitions of what a chunk reports, per lane:
   train_full_*     the same on the full training split (``train.eval_train``)
   weight_norm      global L2 norm of all parameters; ``norm/<group>`` the L2 norm of one layer group
   measures         the progress measures of ``train.measures`` (logit_max, fourier_gini, ...): see jgrok.measures
-Regression programs (``kind == "regress"``, task mheight): the loss is the mean squared error of the predicted
-log2 h (no accuracy: ``acc`` is NaN and there is no ``val_acc``), and the split draws codes per group (see
-:func:`regression_perm`); sampling, optimiser, divergence and everything else are shared with classification.
+The program's task kind (``Program.kind``, jgrok.tasks.kinds) says how a run splits its rows, what its loss is
+and what an evaluation sums: a regression's loss is the mean squared error of the predicted log2 h (no accuracy:
+``acc`` is NaN and there is no ``val_acc``); sampling, optimiser, divergence and everything else are shared.
 A run whose loss or parameters become non-finite is *diverged*: from that update on its state is frozen (the
 non-finite update is not applied) and ``diverged_step`` holds the 0-based index of that update.
 A run with a stop rule (``train.stop_when``, e.g. ``val_acc>0.99``, and ``train.patience`` K) is *stopped* at the
@@ -42,11 +42,10 @@ from flax import nnx
 
 from jgrok import axes, config
 from jgrok import init as init_mod
-from jgrok import losses
 from jgrok import measures as measures_mod
-from jgrok import optim
+from jgrok import models, optim
 from jgrok.errors import ConfigError
-from jgrok.models import mlp, resnet, transformer
+from jgrok.tasks import kinds
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
@@ -80,7 +79,7 @@ def hyper_shapes(W: int, G: int) -> Hyper:
 class RunState(NamedTuple):
     params: Any
     opt_state: Any
-    perm: Any  # int32[N]: the run's shuffled pair indices
+    perm: Any  # int32[N]: the run's row order (jgrok.tasks.kinds: TaskKind.split)
     init_norm: Any  # global norm at init (constant-norm training)
     alive: Any  # bool: still updating (neither diverged nor stopped)
     diverged_step: Any  # int32, -1 if never
@@ -107,9 +106,9 @@ class Program:
     itself, so a program is its own cache key (:meth:`compiled`)."""
 
     cfg: Any = dataclasses.field(compare=False)  # jgrok.config.Config with this group's static values filled in
-    n_vocab: int
+    n_inputs: int  # the model's input width: the vocabulary of a token task, the features of a dataset
     n_out: int
-    n_pairs: int
+    n_rows: int  # rows of the task table (train and validation)
     n_train: int
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
@@ -118,17 +117,17 @@ class Program:
     # config's init.from_run names them, and programs compare that)
     start_params: Any = dataclasses.field(default=None, compare=False, repr=False)
     start_groups: tuple[str, ...] = ()
-    kind: str = "classify"  # "classify" (cross-entropy, accuracy) or "regress" (MSE of log2 h; task mheight)
-    n_groups: int = 1  # regress: code groups; rows come in n_groups blocks of n_pairs / n_groups
+    kind: kinds.TaskKind = kinds.CLASSIFY  # the task kind: split, loss, evaluation, summary (jgrok.tasks.kinds)
+    n_groups: int = 1  # regression: code groups; rows come in n_groups blocks of n_rows / n_groups
     key: Any = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "key", _freeze(static_cfg(self.cfg)))
 
     @property
-    def model(self):
-        """(graphdef, abstract parameters) of this program's model: structure, shapes and dtypes, no values."""
-        return _model(self.cfg.model, self.n_vocab, self.n_out)
+    def model(self) -> models.ModelSpec:
+        """This program's model without values: ``graphdef`` and ``shapes`` (its parameters' shapes and dtypes)."""
+        return _model(self.cfg.model, self.n_inputs, self.n_out)
 
     def compiled(self, K: int):
         """(init, chunk): jit(vmap(init_run)) and the jitted chunk of K updates (:func:`make_chunk`), shared by
@@ -146,11 +145,11 @@ class Program:
     @property
     def groups(self) -> list[str]:
         """The model's layer groups (init.groups, norm/<group>)."""
-        return init_mod.groups(self.model[1])
+        return init_mod.groups(self.model.shapes)
 
     @property
     def n_params(self) -> int:
-        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.model[1])))
+        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.model.shapes)))
 
 
 def _freeze(x):
@@ -164,13 +163,15 @@ def _freeze(x):
     return x
 
 
-def apply(prog: Program, params, tokens_BxT, all_positions: bool = False):
-    """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions."""
+def apply(prog: Program, params, tokens_BxT, all_positions: bool = False, wide: bool = False):
+    """Logits at the last position ``[B, n_out]``, or at every position ``[B, T, n_out]`` with all_positions.
+    ``wide``: traced for a wave of W > 1 lanes (the transformer then computes its attention products otherwise,
+    see jgrok.models.transformer.SMALL_T)."""
     graphdef, _ = prog.model
     if prog.cfg.train.precision == "bf16":
         params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     model = nnx.merge(graphdef, params)
-    logits = model(tokens_BxT, all_positions=True) if all_positions else model(tokens_BxT)
+    logits = model(tokens_BxT, all_positions=True, wide=wide) if all_positions else model(tokens_BxT, wide=wide)
     return logits if prog.cfg.train.precision == "fp64" else logits.astype(jnp.float32)
 
 
@@ -200,12 +201,8 @@ def _x64_if_needed(prog: Program, fn):
 
 
 @functools.lru_cache(maxsize=64)
-def _model(mcfg, n_vocab: int, n_out: int):
-    if mcfg.kind == "resnet":  # n_vocab is the regressor's input width
-        return resnet.abstract(mcfg, n_vocab)
-    if mcfg.kind == "mlp":
-        return mlp.abstract(mcfg, n_vocab, n_out)
-    return transformer.abstract(mcfg, n_vocab, n_out)
+def _model(mcfg, n_inputs: int, n_out: int) -> models.ModelSpec:
+    return models.abstract(mcfg, n_inputs, n_out)
 
 
 @functools.lru_cache(maxsize=32)
@@ -219,21 +216,10 @@ def clear_caches() -> None:
     _compiled.cache_clear()
 
 
-def regression_perm(prog: Program, split_key):
-    """int32[n_pairs]: the training rows (``n_train / n_groups`` drawn from every group's block), then the
-    validation rows (the rest of every block), each in group order. Group g's block is permuted with
-    ``fold_in(split_key, g)``."""
-    G = prog.n_groups
-    per, tr = prog.n_pairs // G, prog.n_train // G
-    keys = jax.vmap(lambda g: jax.random.fold_in(split_key, g))(jnp.arange(G))
-    perm_GxP = jax.vmap(lambda k: jax.random.permutation(k, per))(keys) + per * jnp.arange(G)[:, None]
-    return jnp.concatenate([perm_GxP[:, :tr].reshape(-1), perm_GxP[:, tr:].reshape(-1)]).astype(jnp.int32)
-
-
 def group_norms(prog: Program, params) -> dict:
     by_group: dict[str, Any] = {}
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    groups = init_mod.leaf_groups(prog.model[1])
+    groups = init_mod.leaf_groups(prog.model.shapes)
     for path, p in flat:
         g = groups[init_mod.path_str(path)]
         by_group[g] = by_group.get(g, 0.0) + jnp.sum(jnp.square(p))
@@ -253,12 +239,7 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
     params = init_mod.perturb_ulp(params, hp.perturb)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
     split_key = jax.random.fold_in(jax.random.key(hp.split_seed), PURPOSE_SPLIT)
-    if prog.kind == "regress":
-        perm = regression_perm(prog, split_key)
-    elif prog.cfg.task.split == "ordered":  # the first n_train pairs of the table train, the rest validate
-        perm = jnp.arange(prog.n_pairs, dtype=jnp.int32)
-    else:
-        perm = jax.random.permutation(split_key, prog.n_pairs).astype(jnp.int32)
+    perm = prog.kind.split(prog, split_key)
     return RunState(params, tx.init(params), perm, optim.global_norm(params), jnp.array(True),
                     jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
 
@@ -282,23 +263,16 @@ def _batch(prog: Program, perm, order_seed, step):
     return perm[order[jnp.minimum(pos, n_train - 1)]], valid.astype(jnp.float32)
 
 
-def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
-    """One update of one run. ``step`` is the 0-based update index (the same for every lane)."""
+def train_step(prog: Program, data, state: RunState, hp: Hyper, step, wide: bool = False):
+    """One update of one run. ``step`` is the 0-based update index (the same for every lane); ``wide``: traced
+    for a wave of W > 1 lanes (see :func:`apply`)."""
     inputs, targets = data
     idx, w = _batch(prog, state.perm, hp.order_seed, step)
     x, y = inputs[idx], targets[idx]
 
-    if prog.kind == "regress":
-        objective = losses.mse
-    else:
-        objective = lambda z, y, w: losses.xent(z, y, w, lambda z: losses.log_probs(prog, z))  # noqa: E731
-
     def loss_fn(params):
-        if prog.kind != "regress" and prog.cfg.train.loss == "sequence":
-            return losses.sequence_xent(apply(prog, params, x, all_positions=True), x, y, w,
-                                        lambda z: losses.log_probs(prog, z))
-        loss, acc = objective(apply(prog, params, x), y, w)
-        return loss, acc
+        return prog.kind.loss(prog, lambda x, all_positions=False: apply(prog, params, x, all_positions, wide), x, y,
+                              w)
 
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     tx = optim.make_tx(prog.cfg.optim, hp, prog.filters, prog.window_max)
@@ -315,9 +289,9 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step):
     return new, (loss.astype(jnp.float32), acc)
 
 
-def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
-    """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch (for a
-    regression: mean squared error of log2 h, and an accuracy of 0 that the caller drops)."""
+def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wide: bool):
+    """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch (the sums
+    are the task kind's; without accuracy, an accuracy of 0 that the caller drops)."""
     inputs, targets = data
     size = min(prog.cfg.train.eval_batch, count)
     n_slices = -(-count // size)
@@ -327,31 +301,26 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data):
 
     def body(carry, xs):
         i, wi = xs
-        if prog.kind == "regress":
-            err = jnp.square(apply(prog, params, inputs[i]) - targets[i])
-            return (carry[0] + jnp.sum(err * wi), carry[1]), None
-        logits = apply(prog, params, inputs[i])
-        nll = losses.nll(logits, targets[i], lambda z: losses.log_probs(prog, z))  # the training objective (train.loss)
-        correct = (jnp.argmax(logits, -1) == targets[i]).astype(jnp.float32)
-        return (carry[0] + jnp.sum(nll * wi).astype(jnp.float32), carry[1] + jnp.sum(correct * wi)), None
+        loss, correct = prog.kind.eval_sums(prog, apply(prog, params, inputs[i], wide=wide), targets[i], wi)
+        return (carry[0] + loss, carry[1] if correct is None else carry[1] + correct), None
 
     (nll, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
     return nll / count, correct / count
 
 
-def evaluate(prog: Program, data, state: RunState) -> dict:
-    """Metrics of one run's current parameters; uses no randomness."""
-    n_val = prog.n_pairs - prog.n_train
+def evaluate(prog: Program, data, state: RunState, wide: bool = False) -> dict:
+    """Metrics of one run's current parameters; uses no randomness. ``wide``: as for :func:`train_step`."""
+    n_val = prog.n_rows - prog.n_train
     out = {}
-    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data)
+    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data, wide)
     if prog.cfg.train.eval_train:
         out["train_full_loss"], out["train_full_acc"] = _split_metrics(
-            prog, state.params, state.perm, 0, prog.n_train, data)
-    if prog.kind == "regress":
+            prog, state.params, state.perm, 0, prog.n_train, data, wide)
+    if not prog.kind.has_accuracy:
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
     out["weight_norm"] = optim.global_norm(state.params)
     out.update(group_norms(prog, state.params))
-    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x), state.params, state.perm, data))
+    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x, wide=wide), state.params, state.perm, data))
     return out
 
 
@@ -359,7 +328,7 @@ def eval_keys(prog: Program) -> list[str]:
     keys = ["val_loss", "val_acc"]
     if prog.cfg.train.eval_train:
         keys += ["train_full_loss", "train_full_acc"]
-    if prog.kind == "regress":
+    if not prog.kind.has_accuracy:
         keys = [k for k in keys if not k.endswith("_acc")]
     return keys + ["weight_norm"] + [f"norm/{g}" for g in prog.groups] + measures_mod.keys(prog)
 
@@ -417,7 +386,8 @@ def chunk_fn(prog: Program, K: int):
 
     def chunk(state, hp, data, step0, eval_every, total):
         W = state.alive.shape[0]
-        with jax.default_matmul_precision(precision), transformer.wave(W):
+        wide = W > 1  # the model's products for a wave of W lanes (jgrok.models.transformer.SMALL_T)
+        with jax.default_matmul_precision(precision):
             nan = jnp.full((W,), jnp.nan, jnp.float32)
 
             def step_fn(state, i):
@@ -425,7 +395,7 @@ def chunk_fn(prog: Program, K: int):
                 in_budget = step < total
 
                 def do_train(s):
-                    return jax.vmap(lambda si, hi: train_step(prog, data, si, hi, step))(s, hp)
+                    return jax.vmap(lambda si, hi: train_step(prog, data, si, hi, step, wide))(s, hp)
 
                 def skip(s):
                     return s, (nan, nan)
@@ -434,7 +404,7 @@ def chunk_fn(prog: Program, K: int):
                 do_eval = in_budget & (((step + 1) % eval_every == 0) | (step + 1 == total))
 
                 def run_eval(s):
-                    ev = jax.vmap(lambda si: evaluate(prog, data, si))(s)
+                    ev = jax.vmap(lambda si: evaluate(prog, data, si, wide))(s)
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
                 none = {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) if shapes[k] else nan for k in keys}

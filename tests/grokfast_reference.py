@@ -124,7 +124,7 @@ def jgrok_program(cfg):
 
     table = algorithmic.build(cfg.task.name, cfg.task)
     filters = ("none",) if cfg.optim.filter == "none" else ("none", cfg.optim.filter)
-    return train.Program(cfg=cfg, n_vocab=table.n_vocab, n_out=table.n_out, n_pairs=table.n_pairs,
+    return train.Program(cfg=cfg, n_inputs=table.n_vocab, n_out=table.n_out, n_rows=table.n_pairs,
                          n_train=table.n_train, schemes=("default",), filters=filters,
                          window_max=cfg.optim.filter_window), table
 

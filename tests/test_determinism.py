@@ -76,27 +76,27 @@ def test_other_lane_width_agrees_at_rounding_level():
 
 def test_attention_forms_agree_at_rounding_level():
     """Waves of W > 1 lanes compute the per-head attention products as a fused broadcast-multiply-sum, a single
-    lane as matmuls (transformer.wave): logits and gradients of the two forms agree to float32 rounding, and the
+    lane as matmuls (the model's ``wide`` argument): logits and gradients of the two forms agree to float32 rounding, and the
     switch really changes the computation (the forms are not bit-identical on these inputs)."""
     import jax.numpy as jnp
 
     from jgrok import grid, train
-    from jgrok.models import transformer
 
     cfg = tiny(seed=[0])
     (prog, _, members), = grid.programs(cfg, grid.expand(cfg))
     hp = jax.tree.map(lambda x: jnp.asarray(x)[0], grid.hyper(prog, members))
     params = train.init_run(prog, hp).params
-    tokens = jnp.asarray(np.random.default_rng(0).integers(0, prog.n_vocab, (64, 4)), jnp.int32)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, prog.n_inputs, (64, 4)), jnp.int32)
 
-    def loss(p):
-        return jnp.sum(jnp.sin(train.apply(prog, p, tokens)))
+    def loss(p, wide):
+        return jnp.sum(jnp.sin(train.apply(prog, p, tokens, wide=wide)))
 
     outs = {}
     with jax.default_matmul_precision("highest"):
         for W in (1, 4):
-            with transformer.wave(W):
-                outs[W] = (jax.jit(lambda p: train.apply(prog, p, tokens))(params), jax.jit(jax.grad(loss))(params))
+            wide = W > 1
+            outs[W] = (jax.jit(lambda p: train.apply(prog, p, tokens, wide=wide))(params),
+                       jax.jit(jax.grad(lambda p: loss(p, wide)))(params))
     np.testing.assert_allclose(outs[1][0], outs[4][0], rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(outs[1][1]), jax.tree.leaves(outs[4][1])):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

@@ -12,7 +12,7 @@ import yaml
 from flax import nnx
 
 from jgrok import config, grid, init, scan, train
-from jgrok.analysis import drop
+from jgrok.tasks import drop
 from jgrok.errors import ConfigError
 from jgrok.models import resnet
 from jgrok.tasks import mheight_codes as mheight
@@ -86,14 +86,14 @@ def test_default_init_is_pytorch_and_groups_are_named(data_path):
 def test_split_draws_per_group_and_epochs_set_the_budget(data_path, full):
     prog = full.prog
     per_epoch = -(-36 // 16)
-    assert prog.n_train == 36 and prog.n_pairs == 60 and prog.n_groups == 3
+    assert prog.n_train == 36 and prog.n_rows == 60 and prog.n_groups == 3
     assert prog.cfg.train.steps == 8 * per_epoch and prog.cfg.train.eval_every == 2 * per_epoch
     assert list(full.eval_step) == [6, 12, 18, 24]
-    perm = np.asarray(train.regression_perm(prog, jax.random.key(5)))
+    perm = np.asarray(prog.kind.split(prog, jax.random.key(5)))
     assert sorted(perm) == list(range(60))
     block = perm // 20  # rows of group g are g*20 .. g*20+19
     assert list(np.bincount(block[:36])) == [12, 12, 12] and list(np.bincount(block[36:])) == [8, 8, 8]
-    other = np.asarray(train.regression_perm(prog, jax.random.key(6)))
+    other = np.asarray(prog.kind.split(prog, jax.random.key(6)))
     assert not np.array_equal(perm, other)
 
 
@@ -207,7 +207,7 @@ def test_cache_is_generated_once(tmp_path, monkeypatch):
     monkeypatch.setenv("JGROK_DATA", str(tmp_path / "cache"))
     tcfg = config.TaskConfig(name="mheight", train_per_group=2, val_per_group=1, gen_seed=3)
     table = mheight_task.build(tcfg)
-    assert table.generate and not table.path.exists() and table.n_pairs == 21 * 3
+    assert table.generate and not table.path.exists() and table.n_rows == 21 * 3
     x = table.inputs
     assert table.path.is_file() and x.shape == (63, mheight_task.N_FEATURES)
     again = mheight_task.build(tcfg)

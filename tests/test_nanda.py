@@ -15,7 +15,7 @@ from jgrok.tasks import algorithmic
 def program(name="nanda"):
     cfg = config.load(name)
     t = algorithmic.build(cfg.task.name, cfg.task)
-    return train.Program(cfg=cfg, n_vocab=t.n_vocab, n_out=t.n_out, n_pairs=t.n_pairs, n_train=t.n_train,
+    return train.Program(cfg=cfg, n_inputs=t.n_vocab, n_out=t.n_out, n_rows=t.n_pairs, n_train=t.n_train,
                          schemes=("nanda",), filters=("none",), window_max=1), t
 
 

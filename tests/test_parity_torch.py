@@ -28,8 +28,8 @@ def nested(prog, flat):
 def test_logits_and_gradients_match_pytorch(task):
     cfg = config.with_grid(config.Config(), task=[task])
     table = algorithmic.build(task, cfg.task)
-    prog = train.Program(cfg=config.base_for_axes(cfg, {"task": task}), n_vocab=table.n_vocab, n_out=table.n_out,
-                         n_pairs=table.n_pairs, n_train=table.n_train, schemes=("default",), filters=("none",),
+    prog = train.Program(cfg=config.base_for_axes(cfg, {"task": task}), n_inputs=table.n_vocab, n_out=table.n_out,
+                         n_rows=table.n_pairs, n_train=table.n_train, schemes=("default",), filters=("none",),
                          window_max=1)
     model = ref.build_model(task, seed=0)
     params = nested(prog, ref.to_jgrok_params(model))

@@ -23,7 +23,7 @@ ref = pytest.importorskip("tests.power_reference")
 
 def program(cfg):
     t = algorithmic.build(cfg.task.name, cfg.task)
-    return train.Program(cfg=cfg, n_vocab=t.n_vocab, n_out=t.n_out, n_pairs=t.n_pairs, n_train=t.n_train,
+    return train.Program(cfg=cfg, n_inputs=t.n_vocab, n_out=t.n_out, n_rows=t.n_pairs, n_train=t.n_train,
                          schemes=("default",), filters=("none",), window_max=1), t
 
 

@@ -91,7 +91,7 @@ def test_ordered_split_keeps_table_order():
     cfg = config.from_dict({"task": {"name": "x_plus_y", "p": 5, "split": "ordered"},
                             "model": {"n_layers": 1, "d_model": 8, "n_heads": 2}})
     t = algorithmic.build("x_plus_y", cfg.task)
-    prog = train.Program(cfg=cfg, n_vocab=t.n_vocab, n_out=t.n_out, n_pairs=t.n_pairs, n_train=t.n_train,
+    prog = train.Program(cfg=cfg, n_inputs=t.n_vocab, n_out=t.n_out, n_rows=t.n_pairs, n_train=t.n_train,
                          schemes=("default",), filters=("none",), window_max=1)
     import jax.numpy as jnp
 

@@ -25,10 +25,10 @@ Definitions (per run, from the curves at eval steps):
                      over the n runs that have a value (a run that diverged before its first evaluation has
                      none: null in final_info_dict)
 
-A regression scan (task mheight) has no accuracies: metrics.npz holds no train_acc / val_acc / step_acc (it holds
-``updates_per_epoch`` [], ceil(n_train / batch_size), instead), and
-summary.csv has REGRESSION_COLUMNS instead, with
-  drop_step          eval step (update count) of the sudden val-loss drop found by jgrok.analysis.drop.detect
+The task kind (jgrok.tasks.kinds) says which columns a scan's summary has. A regression scan has no accuracies:
+metrics.npz holds no train_acc / val_acc / step_acc (it holds ``updates_per_epoch`` [], ceil(n_train /
+batch_size), instead), and summary.csv has REGRESSION_COLUMNS instead, with
+  drop_step          eval step (update count) of the sudden val-loss drop found by jgrok.tasks.drop.detect
                      (its module docstring defines it); empty if the run has none
   drop_epoch         drop_step / updates per epoch (ceil(n_train / batch_size)); empty if none
   dropped            1 if a drop was found, else 0
@@ -53,40 +53,26 @@ from pathlib import Path
 import numpy as np
 
 from jgrok import rungroup, stats
+from jgrok.tasks import kinds
+from jgrok.tasks.kinds import THRESHOLD, first_step_above, last_finite  # noqa: F401 - read through this module
 
-THRESHOLD = 0.99
 W_NOTE = ("results are bit-identical for the same config and W (in any lane, beside any neighbours, re-trained "
           "alone with --only, or resumed); at another W they agree only at rounding level per update, and "
           "rounding differences can grow over many updates.")
-FINAL_KEYS = ("final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "step_val_acc_99")
-REGRESSION_FINAL_KEYS = ("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped")
-SUMMARY_COLUMNS = ("run",) + rungroup.COLUMNS + (
-    "lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
-    "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm", "diverged_step",
-    "stopped_step")
-REGRESSION_COLUMNS = ("run",) + rungroup.COLUMNS + (
-    "lanes", "drop_step", "drop_epoch", "dropped", "drop_factor", "final_train_loss", "final_val_loss",
-    "min_val_loss", "final_weight_norm", "diverged_step")
+FINAL_KEYS = kinds.CLASSIFY.final_keys
+REGRESSION_FINAL_KEYS = kinds.REGRESS.final_keys
+SUMMARY_COLUMNS = ("run",) + rungroup.COLUMNS + kinds.CLASSIFY.columns
+REGRESSION_COLUMNS = ("run",) + rungroup.COLUMNS + kinds.REGRESS.columns
 
 
 def is_regression(summary: list[dict]) -> bool:
-    return bool(summary) and "drop_step" in summary[0]
+    return not kinds.of_summary(summary).has_accuracy
 
 
-def first_step_above(curve_RxE: np.ndarray, eval_step_E: np.ndarray, budget: int, threshold: float = THRESHOLD):
-    """(steps[R], reached[R]): first eval step whose value is > threshold; the budget where never."""
-    above = np.nan_to_num(curve_RxE, nan=-np.inf) > threshold
-    reached = above.any(axis=1)
-    first = np.where(reached, eval_step_E[np.argmax(above, axis=1)], budget)
-    return first.astype(np.int64), reached
-
-
-def last_finite(curve_RxE: np.ndarray) -> np.ndarray:
-    """The last finite value of each row (NaN if none)."""
-    finite = np.isfinite(curve_RxE)
-    idx = curve_RxE.shape[1] - 1 - np.argmax(finite[:, ::-1], axis=1)
-    vals = curve_RxE[np.arange(len(curve_RxE)), idx]
-    return np.where(finite.any(axis=1), vals, np.nan)
+def columns(kind: kinds.TaskKind, summary: list[dict]) -> tuple[str, ...]:
+    """summary.csv's columns for a scan of this task kind: run, the run-group columns, the kind's own columns and
+    the extra-threshold columns its rows carry."""
+    return ("run",) + rungroup.COLUMNS + kind.columns + threshold_columns(summary)
 
 
 def extra_thresholds(thresholds) -> list[tuple[float, str]]:
@@ -103,49 +89,18 @@ def threshold_columns(summary: list[dict]) -> tuple[str, ...]:
 
 
 def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: int, lanes: int,
-              diverged_step: np.ndarray, stopped_step: np.ndarray | None = None, thresholds=()) -> list[dict]:
-    st, rt = first_step_above(metrics["train_acc"], eval_step, budget)
-    sv, rv = first_step_above(metrics["val_acc"], eval_step, budget)
-    extra = {}
-    for t, label in extra_thresholds(thresholds):
-        (st_t, rt_t), (sv_t, rv_t) = (first_step_above(metrics[k], eval_step, budget, t)
-                                      for k in ("train_acc", "val_acc"))
-        extra.update({f"step_train_acc_{label}": st_t, f"step_val_acc_{label}": sv_t,
-                      f"reached_train_{label}": rt_t, f"reached_val_{label}": rv_t})
-    out = []
-    finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "train_acc", "val_acc", "weight_norm")}
-    for i, r in enumerate(rows):
-        d = {"run": r["run"], **rungroup.columns(r)}
-        d.update(lanes=lanes, step_train_acc_99=int(st[i]), step_val_acc_99=int(sv[i]),
-                 grok_delay=int(sv[i] - st[i]), reached_train_99=int(rt[i]), reached_val_99=int(rv[i]))
-        for k, v in finals.items():
-            d[f"final_{k}"] = float(v[i])
-        d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
-        d["stopped_step"] = -1 if stopped_step is None else int(stopped_step[i])
-        d.update({k: int(v[i]) for k, v in extra.items()})
-        out.append(d)
-    return out
-
-
-def summarize_regression(rows: list[dict], metrics: dict, eval_step: np.ndarray, per_epoch: int, lanes: int,
-                         diverged_step: np.ndarray) -> list[dict]:
-    """One row of REGRESSION_COLUMNS per run (definitions in the module docstring)."""
-    from jgrok.analysis import drop
-
-    step, found, factor = drop.detect(metrics["val_loss"], metrics["train_loss"], eval_step)
-    finals = {k: last_finite(metrics[k]) for k in ("train_loss", "val_loss", "weight_norm")}
-    with np.errstate(all="ignore"):
-        min_val = np.nanmin(np.where(np.isfinite(metrics["val_loss"]), metrics["val_loss"], np.inf), axis=1)
+              diverged_step: np.ndarray, stopped_step: np.ndarray | None = None, thresholds=(),
+              kind: kinds.TaskKind = kinds.CLASSIFY, per_epoch: int = 1) -> list[dict]:
+    """One summary row per run: its run-group columns, then the task kind's columns (definitions in the module
+    docstring); ``per_epoch``: updates per epoch, for a kind that counts epochs."""
+    values = kind.summary_values(metrics, eval_step, budget=budget, per_epoch=per_epoch,
+                                 thresholds=extra_thresholds(thresholds))
     out = []
     for i, r in enumerate(rows):
-        d = {"run": r["run"], **rungroup.columns(r)}
-        d.update(lanes=lanes, dropped=int(found[i]), drop_step=int(step[i]) if found[i] else "",
-                 drop_epoch=float(step[i] / per_epoch) if found[i] else "",
-                 drop_factor=float(factor[i]) if found[i] else "")
-        for k, v in finals.items():
-            d[f"final_{k}"] = float(v[i])
-        d["min_val_loss"] = float(min_val[i]) if np.isfinite(min_val[i]) else float("nan")
+        d = {"run": r["run"], **rungroup.columns(r), "lanes": lanes, **values[i]}
         d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
+        if "stopped_step" in kind.columns:
+            d["stopped_step"] = -1 if stopped_step is None else int(stopped_step[i])
         out.append(d)
     return out
 
@@ -175,7 +130,7 @@ def final_info(summary: list[dict]) -> dict:
     """``{run group: {"means": {k_mean}, "stderrs": {k_stderr}, "final_info_dict": {k: [per run]},
     "definitions": FINAL_INFO_DEFINITIONS}}``."""
     out = {}
-    keys = REGRESSION_FINAL_KEYS if is_regression(summary) else FINAL_KEYS
+    keys = kinds.of_summary(summary).final_keys
     keys += tuple(k for k in threshold_columns(summary) if k.startswith("step_val_acc_"))
     for label, members in by_group(summary).items():
         d = {k: [_num(m[k]) for m in members] for k in keys}
@@ -185,8 +140,7 @@ def final_info(summary: list[dict]) -> dict:
             "means": {f"{k}_mean": _num(np.mean(v)) if v else None for k, v in present.items()},
             "stderrs": {f"{k}_stderr": _num(np.std(v) / len(v)) if v else None for k, v in present.items()},
             "final_info_dict": d,
-            "definitions": FINAL_INFO_DEFINITIONS if not is_regression(summary) else
-            {"stderrs": FINAL_INFO_DEFINITIONS["stderrs"]},
+            "definitions": {k: v for k, v in FINAL_INFO_DEFINITIONS.items() if k == "stderrs" or k in keys},
         }
     return out
 
@@ -212,12 +166,12 @@ def write(out: Path, cfg_text: str, rows: list[dict], metrics: dict, eval_step: 
 
 
 def write_summary(path: Path, summary: list[dict]) -> None:
-    columns = REGRESSION_COLUMNS if is_regression(summary) else SUMMARY_COLUMNS + threshold_columns(summary)
+    names = columns(kinds.of_summary(summary), summary)
     buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=columns)
+    w = csv.DictWriter(buf, fieldnames=names)
     w.writeheader()
     for r in summary:
-        w.writerow({k: r[k] for k in columns})
+        w.writerow({k: r[k] for k in names})
     atomic_text(path, buf.getvalue())
 
 
@@ -371,20 +325,17 @@ def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
     """Write metrics.npz, summary.csv, final_info.json (and config.yaml) for finished programs."""
     rows, metrics, eval_step, step_loss, step_acc, diverged, lanes, stopped = merge(done)
     prog = done[0].prog
-    if prog.kind == "regress":  # no accuracies: leave the all-NaN accuracy arrays out
-        from jgrok import config as config_mod
+    from jgrok import config as config_mod
 
+    kind = prog.kind
+    if not kind.has_accuracy:  # leave the all-NaN accuracy arrays out
         metrics = {k: v for k, v in metrics.items() if not k.endswith("_acc")}
-        per_epoch = config_mod.updates_per_epoch(prog.cfg.train, prog.n_train)
-        summary = summarize_regression(rows, metrics, eval_step, per_epoch, lanes, diverged)
+        step_acc = None
+    per_epoch = config_mod.updates_per_epoch(prog.cfg.train, prog.n_train) if kind.epochs else 1
+    summary = summarize(rows, metrics, eval_step, prog.cfg.train.steps, lanes, diverged, stopped,
+                        config_mod.parse_thresholds(prog.cfg.train.thresholds), kind, per_epoch)
+    if kind.epochs:
         metrics["updates_per_epoch"] = np.array(per_epoch)
-        write(out, cfg_text, rows, metrics, eval_step, step_loss, None, summary)
-        return summary
-    budget = prog.cfg.train.steps
-    from jgrok.config import parse_thresholds
-
-    summary = summarize(rows, metrics, eval_step, budget, lanes, diverged, stopped,
-                        parse_thresholds(prog.cfg.train.thresholds))
     write(out, cfg_text, rows, metrics, eval_step, step_loss, step_acc, summary)
     return summary
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from jgrok import rungroup, runids
 from jgrok.errors import ConfigError
+from jgrok.tasks import kinds
 
 TAGS = {"train_acc": "accuracy/train", "val_acc": "accuracy/val", "train_loss": "loss/train", "val_loss": "loss/val",
         "weight_norm": "weight_norm"}
@@ -50,6 +51,7 @@ HIST = ("val_acc", "val_loss", "weight_norm")
 STATS = ("mean", "median", "q10", "q90")
 QUANTILES = (("q10", 0.1), ("median", 0.5), ("q90", 0.9))
 STEPS_TAG = "steps_to_99_val_acc"
+HEADLINE_TAGS = {"step_val_acc_99": STEPS_TAG}  # summary column -> hparams metric, where the names differ
 HPARAM_FINALS = ("val_acc", "val_loss", "train_acc", "weight_norm")
 
 
@@ -201,7 +203,7 @@ class Logger:
             if not self.layout_written:
                 w.add_custom_scalars(custom_scalars_layout(finite))
                 self.layout_written = True
-            for k in logged(finite):  # regression scans have no accuracies
+            for k in logged(finite):  # only the metrics a scan has (no accuracies without them)
                 x_NxE = finite[k][idx]
                 with warnings.catch_warnings():  # a step where every run has stopped gives NaN and is skipped
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -240,6 +242,7 @@ class Logger:
             from tensorboardX.summary import hparams
 
             by_run = {int(s["run"]): s for s in summary}
+            kind = kinds.of_summary(summary)
             rows = {r["run"]: r for r in self.rows}
             for run in self.selected:
                 s = by_run.get(run)
@@ -247,11 +250,9 @@ class Logger:
                     continue
                 hp = {k: rows[run][k] for k in self.hparams}
                 hp = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hp.items()}
-                # steps to 99% first, then the curves' last finite values: TensorBoard shows the first five
-                if "step_val_acc_99" in s:
-                    final = {STEPS_TAG: float(s["step_val_acc_99"])}
-                else:  # regression: the epoch of the sudden val-loss drop (the budget if none) and the lowest val loss
-                    final = {k: float(s[k]) for k in ("drop_epoch", "min_val_loss") if s.get(k, "") != ""}
+                # the task kind's headline values first (steps to 99%; a regression's drop epoch and lowest val
+                # loss), then the curves' last finite values: TensorBoard shows the first five
+                final = {HEADLINE_TAGS.get(k, k): float(s[k]) for k in kind.headline if s.get(k, "") != ""}
                 final.update({TAGS[k]: float(s[f"final_{k}"]) for k in HPARAM_FINALS if s.get(f"final_{k}", "") != ""})
                 w = self._writer(self.run_name(run))
                 for summ in hparams(hp, final):

@@ -49,8 +49,8 @@ class MLP(nnx.Module):
         return jnp.concatenate([jax.nn.one_hot(a_B, self.n_elems, dtype=dtype),
                                 jax.nn.one_hot(b_B, self.n_elems, dtype=dtype)], axis=-1)
 
-    def __call__(self, tokens_BxT):
-        """Logits ``[B, n_out]`` in the parameters' dtype."""
+    def __call__(self, tokens_BxT, wide: bool = False):
+        """Logits ``[B, n_out]`` in the parameters' dtype (the same for any lane width: ``wide`` is unused)."""
         h = self.features(tokens_BxT, self.head.kernel[...].dtype)
         for layer in self.hidden:
             h = jax.nn.relu(layer(h))
@@ -63,3 +63,16 @@ def abstract(cfg, n_vocab: int, n_out: int):
     model = nnx.eval_shape(lambda: MLP(n_vocab - 2, tuple(cfg.hidden), n_out, cfg.bias, nnx.Rngs(0)))
     graphdef, state = nnx.split(model, nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
+
+
+def layer_group(parts: list[str]) -> str | None:
+    """The layer group of the parameter at path ``parts`` (module docstring); None for a path that is not the
+    MLP's."""
+    if parts[0] == "hidden":
+        return f"hidden{parts[1]}"
+    return "head" if parts[0] == "head" else None
+
+
+def per_example_floats(cfg, n_inputs: int, n_out: int) -> int:
+    """The one-hot input, 3 activations per hidden unit, the logits and their softmax."""
+    return 2 * n_inputs + 3 * sum(cfg.hidden) + 2 * n_out

@@ -57,8 +57,8 @@ class ResNet(nnx.Module):
         self.blocks = nnx.List([Block(width, rngs) for _ in range(blocks)])
         self.head = nnx.Linear(width, 1, rngs=rngs)
 
-    def __call__(self, x_BxF):
-        """Predicted log2 h, ``[B]`` (>= 0)."""
+    def __call__(self, x_BxF, wide: bool = False):
+        """Predicted log2 h, ``[B]`` (>= 0); the same for any lane width (``wide`` is unused)."""
         x_BxD = self.input(x_BxF)
         for block in self.blocks:
             x_BxD = block(x_BxD)
@@ -68,8 +68,24 @@ class ResNet(nnx.Module):
         return jax.nn.softplus(z_B)
 
 
-def abstract(cfg, n_features: int):
-    """(graphdef, shapes) without allocating; cfg is a jgrok.config.ModelConfig with kind 'resnet'."""
+def abstract(cfg, n_features: int, n_out: int = 1):
+    """(graphdef, shapes) without allocating; cfg is a jgrok.config.ModelConfig with kind 'resnet'. The output is
+    one number (``n_out`` must be 1)."""
+    if n_out != 1:
+        raise ValueError(f"the ResNet regressor has one output, not {n_out}")
     model = nnx.eval_shape(lambda: ResNet(n_features, cfg.width, cfg.blocks, cfg.output, nnx.Rngs(0)))
     graphdef, state = nnx.split(model, nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
+
+
+def layer_group(parts: list[str]) -> str | None:
+    """The layer group of the parameter at path ``parts`` (module docstring); None for a path that is not the
+    ResNet's."""
+    if parts[0] == "blocks" and len(parts) > 2 and parts[2] in ("linear", "norm"):
+        return f"block{parts[1]}" if parts[2] == "linear" else "norms"
+    return {"input": "input", "head": "head"}.get(parts[0])
+
+
+def per_example_floats(cfg, n_inputs: int, n_out: int) -> int:
+    """Activations of one example: the input and ~6 of width D per block (and the input layer)."""
+    return n_inputs + 6 * cfg.width * (cfg.blocks + 1)

@@ -19,9 +19,6 @@ another scheme), so the model only defines structure and the forward pass. It kn
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,19 +31,9 @@ LN_EPS = 1e-5  # torch.nn.LayerNorm default
 # backend runs block by block; for short sequences a broadcast-multiply-sum that XLA fuses is faster there (x1.2
 # to x1.5 seed-steps/s on the 2-core CPU, benchmarks/RESULTS.md), while for a single lane the matmul is
 # (about 3x). The two differ only in summation order (rounding level), and a run's numbers are defined by its
-# config and its lane width W anyway, so the choice is made by W: see :func:`wave`.
+# config and its lane width W anyway, so the choice is made by W: the caller passes ``wide`` (True for a wave of
+# W > 1 lanes, see jgrok.train.chunk_fn) to the model's call.
 SMALL_T = 16
-_WIDE_WAVE = contextvars.ContextVar("jgrok_wide_wave", default=False)
-
-
-@contextlib.contextmanager
-def wave(W: int):
-    """Trace the model for a wave of ``W`` lanes (selects the attention products, see above)."""
-    token = _WIDE_WAVE.set(W > 1)
-    try:
-        yield
-    finally:
-        _WIDE_WAVE.reset(token)
 
 
 # model.norm: where the LayerNorms sit in a block (see Block); model.activation: the MLP's nonlinearity
@@ -72,13 +59,13 @@ class Attention(nnx.Module):
         self.qkv = nnx.Linear(d, 3 * d, use_bias=bias, rngs=rngs)
         self.out = nnx.Linear(d, d, use_bias=bias, rngs=rngs)
 
-    def __call__(self, x_BxTxD):
+    def __call__(self, x_BxTxD, wide: bool = False):
         B, T, D = x_BxTxD.shape
         H = self.n_heads
         q, k, v = jnp.split(self.qkv(x_BxTxD), 3, axis=-1)
         q_BxHxTxK, k_BxHxTxK, v_BxHxTxK = (t.reshape(B, T, H, D // H).transpose(0, 2, 1, 3) for t in (q, k, v))
         q_BxHxTxK = q_BxHxTxK * (D // H) ** -0.5
-        products = T <= SMALL_T and _WIDE_WAVE.get()
+        products = T <= SMALL_T and wide
         if products:
             scores_BxHxTxT = jnp.sum(q_BxHxTxK[..., :, None, :] * k_BxHxTxK[..., None, :, :], axis=-1)
         else:
@@ -109,18 +96,18 @@ class Block(nnx.Module):
     def mlp(self, x):
         return self.mlp_out(self.act(self.mlp_in(x)))
 
-    def __call__(self, x):
+    def __call__(self, x, wide: bool = False):
         if self.norm == "post":  # the template: x = LN(x + f(x))
-            x = self.ln1(x + self.attn(x))
+            x = self.ln1(x + self.attn(x, wide))
             return self.ln2(x + self.mlp(x))
         if self.norm == "pre":
-            x = x + self.attn(self.ln1(x))
+            x = x + self.attn(self.ln1(x), wide)
             return x + self.mlp(self.ln2(x))
         if self.norm == "grokfast":  # ironjr/grokfast main.py Block: the residual adds to the normalised stream
             x = self.ln1(x)
-            x = x + self.attn(x)
+            x = x + self.attn(x, wide)
             return x + self.mlp(self.ln2(x))
-        x = x + self.attn(x)
+        x = x + self.attn(x, wide)
         return x + self.mlp(x)
 
 
@@ -135,8 +122,9 @@ class Transformer(nnx.Module):
         self.final_ln = nnx.LayerNorm(d, epsilon=LN_EPS, use_bias=cfg.bias, rngs=rngs) if cfg.final_ln else None
         self.head = nnx.Linear(d, n_out, use_bias=cfg.bias and cfg.head_bias, rngs=rngs)
 
-    def __call__(self, tokens_BxT, all_positions: bool = False):
-        """Logits at the last position, ``[B, n_out]`` (every position, ``[B, T, n_out]``, with all_positions)."""
+    def __call__(self, tokens_BxT, all_positions: bool = False, wide: bool = False):
+        """Logits at the last position, ``[B, n_out]`` (every position, ``[B, T, n_out]``, with all_positions);
+        ``wide``: traced for a wave of W > 1 lanes (selects the attention products, see SMALL_T)."""
         T = tokens_BxT.shape[-1]
         # the token lookup as a one-hot matmul: the same values (one non-zero term per sum), and a matmul gradient
         # instead of a scatter-add (5-10% faster steps on the 2-core CPU, measured 2026-11-29)
@@ -149,7 +137,7 @@ class Transformer(nnx.Module):
             positions_TxD = self.pos_emb.embedding[...][:T]
         x_BxTxD = tokens_BxTxD + positions_TxD
         for block in self.blocks:
-            x_BxTxD = block(x_BxTxD)
+            x_BxTxD = block(x_BxTxD, wide)
         x_BxD = x_BxTxD if all_positions else x_BxTxD[:, -1]  # (x_BxTxD when all_positions)
         if self.final_ln is not None:
             x_BxD = self.final_ln(x_BxD)
@@ -161,3 +149,23 @@ def abstract(cfg, n_vocab: int, n_out: int):
     model = nnx.eval_shape(lambda: Transformer(cfg, n_vocab, n_out, nnx.Rngs(0)))
     graphdef, state = nnx.split(model, nnx.Param)
     return graphdef, nnx.to_pure_dict(state)
+
+
+# layer groups (jgrok.init): embedding, position, block{i}_attn (in- and out-projection), block{i}_mlp (both MLP
+# layers), norms (every LayerNorm), head
+_BLOCK_GROUPS = {"attn": "_attn", "mlp_in": "_mlp", "mlp_out": "_mlp", "ln1": None, "ln2": None}
+_TOP_GROUPS = {"tok_emb": "embedding", "pos_emb": "position", "final_ln": "norms", "head": "head"}
+
+
+def layer_group(parts: list[str]) -> str | None:
+    """The layer group of the parameter at path ``parts``; None for a path that is not the transformer's."""
+    if parts[0] == "blocks" and len(parts) > 2 and parts[2] in _BLOCK_GROUPS:
+        suffix = _BLOCK_GROUPS[parts[2]]
+        return "norms" if suffix is None else f"block{parts[1]}{suffix}"
+    return _TOP_GROUPS.get(parts[0])
+
+
+def per_example_floats(cfg, n_inputs: int, n_out: int, T: int = 4) -> int:
+    """Activations of one example of T tokens: per layer and token ~12 D (attention, norms, residuals), 3 F (the
+    MLP) and 2 H T (scores and their softmax)."""
+    return cfg.n_layers * T * (12 * cfg.d_model + 3 * cfg.d_model * cfg.mlp_ratio + 2 * cfg.n_heads * T)

@@ -13,8 +13,8 @@ group with too few finite codes is a ConfigError.
 
 Table. Rows are in group order, ``per = train_per_group + val_per_group`` rows per group, block g holding group g's
 codes. The split seed draws, per group, a permutation of its block; the first ``train_per_group`` of each group are
-the run's training codes and the rest its validation codes (see :func:`jgrok.train.regression_perm`), so every
-run trains on the same number of codes of every group.
+the run's training codes and the rest its validation codes (see :meth:`jgrok.tasks.kinds.Regression.split`), so
+every run trains on the same number of codes of every group.
 
 Features (F = 46, the same for every group so that one model serves them all): P / 100 zero-padded into the
 top-left corner of a 6 x 6 matrix and flattened (36), then one-hot n in {9, 10} (2), k in {4, 5, 6} (3) and m in
@@ -87,11 +87,10 @@ class Table:
     generate: bool  # the cached file does not exist yet: build it on first use
     tcfg: object
 
-    n_vocab = N_FEATURES  # the Program's input width
-    n_out = 1
+    n_features = N_FEATURES  # the regressor's input width
 
     @property
-    def n_pairs(self) -> int:
+    def n_rows(self) -> int:
         return len(self.groups) * self.per_group
 
     @property
@@ -100,7 +99,7 @@ class Table:
 
     @property
     def n_val(self) -> int:
-        return self.n_pairs - self.n_train
+        return self.n_rows - self.n_train
 
     @functools.cached_property
     def _arrays(self):

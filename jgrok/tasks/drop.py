@@ -1,4 +1,5 @@
-"""The sudden validation-loss drop of a regression run (regression grokking), found from its eval curves.
+"""The sudden validation-loss drop of a regression run (regression grokking), found from its eval curves: the
+regression kind's summary columns (jgrok.tasks.kinds) are defined by it.
 
 Definition (per run; curves at eval steps e = 0 .. E-1, NaN where there was no evaluation):
 
