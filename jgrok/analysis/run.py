@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots, results_folder, runids, stats
+from jgrok import results_folder, runids, stats
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import fourier
@@ -80,11 +80,11 @@ def _fourier_runs(spec, rows):
 
 def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=None, data_seeds=None,
             fourier_runs="auto", overwrite=False, progress=True) -> Path:
-    """Write OUT/analysis/report.md (with its tables and figures) for a scan loaded by jgrok.plots.load_scan;
+    """Write OUT/analysis/report.md (with its tables and figures) for a scan read by ``jgrok.open_scan(OUT).data()``;
     train the chaos-floor and chimera runs first when asked. Returns the report's path."""
     out = scan.out
     adir, tdir, pdir = out / "analysis", out / "analysis" / "tables", out / "analysis" / "plots"
-    by_group = plots.groups(scan.rows, plots.group_keys(scan.rows))
+    by_group = scan.groups
     layouts = {}
     for (task, label), idx in by_group.items():  # label: the run group's (jgrok.rungroup), which starts with the task
         lay = seeds.seed_layout(task, label, scan.rows, idx, scan.budget)
