@@ -106,11 +106,11 @@ def _main(argv) -> int:
     if scan.regression:
         raise ConfigError(f"{scan.out} holds a regression scan (task mheight), which has no steps to 99% val acc "
                           f"to analyse; python -m jgrok.report {scan.out} describes its val-loss drops.")
-    from jgrok.analysis import run
+    from jgrok.analysis import pipeline
 
-    path = run.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
-                       attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
-                       overwrite=args.overwrite, progress=not args.quiet)
+    path = pipeline.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
+                            attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
+                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 

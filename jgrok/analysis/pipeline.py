@@ -1,4 +1,6 @@
-"""The analysis of one results folder, end to end: what ``python -m jgrok.analyze`` runs."""
+"""The analysis pipeline of one results folder, end to end: what ``python -m jgrok.analyze`` runs. It plans the
+runs to train (chaos floor, chimeras), trains them, then calls each analysis (seeds, variance, spikes, chaos,
+chimera, progress, Fourier, variants) and writes OUT/analysis/report.md from their parts."""
 
 from __future__ import annotations
 
