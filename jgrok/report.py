@@ -160,7 +160,7 @@ def _finals(rows, by_group) -> str:
 
 
 def _fastest(rows, by_group) -> str:
-    seeds = [c for c in rungroup.SEED_COLUMNS if c in rows[0] and (c == "seed" or any(r[c] != r["seed"] for r in rows))]
+    seeds = rungroup.seed_columns(rows)
     head = ["run group", "run", *seeds, "steps to 99% val", "steps to 99% train", "grok delay", "final val acc"]
     body = []
     for (task, label), idx in by_group.items():
