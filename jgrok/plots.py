@@ -44,7 +44,7 @@ from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from jgrok import rungroup, stats
 from jgrok.errors import ConfigError
 from jgrok.results_folder import open_scan
-from jgrok.scandata import ScanData, column
+from jgrok.scandata import ScanData, column, steps_reached
 
 CURVES = (("train_loss", "train loss"), ("val_loss", "val loss"), ("train_acc", "train accuracy"),
           ("val_acc", "val accuracy"))
@@ -214,16 +214,8 @@ def _quantiles(scan, g, task) -> Figure:
         reached = int(column(scan.rows, idx, "reached_val_99").sum())
         ax.set_title(f"{label}\n{len(idx)} runs, {reached} reached 99% val acc", fontsize="small")
         ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        _step_axis(ax, scan.budget)
-        if k % cols == 0:
-            ax.set_ylabel("accuracy")
-        if k >= len(g) - cols:
-            ax.set_xlabel("update step")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")
-    fig.suptitle(f"{task}: accuracy quantiles across runs")
-    return fig
+        _panel(ax, k, cols, len(g), scan.budget, "accuracy", "update step")
+    return _legend_below(fig, axes[0], 3, f"{task}: accuracy quantiles across runs")
 
 
 def _steps_hist(scan, g, task) -> Figure:
@@ -231,8 +223,7 @@ def _steps_hist(scan, g, task) -> Figure:
     edges = np.linspace(0, scan.budget, 31)
     width = edges[1] - edges[0]
     for k, (ax, (label, idx)) in enumerate(zip(axes, g.items())):
-        steps = column(scan.rows, idx, "step_val_acc_99")
-        reached = column(scan.rows, idx, "reached_val_99") > 0
+        steps, reached = steps_reached(scan.rows, idx)
         ax.hist(steps[reached], bins=edges, color=VAL_C, alpha=0.85, label="reached 99% val acc")
         n_never = int((~reached).sum())
         ax.bar(scan.budget + 1.5 * width, n_never, width=width * 1.6, color="0.55", hatch="//",
@@ -244,15 +235,26 @@ def _steps_hist(scan, g, task) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of runs
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the count above the 'never reached' bar
         ax.set_title(f"{label} ({len(idx)} runs)", fontsize="small")
-        ax.grid(alpha=0.3)
-        _step_axis(ax, scan.budget)
-        if k % cols == 0:
-            ax.set_ylabel("runs")
-        if k >= len(g) - cols:
-            ax.set_xlabel("steps to 99% val acc (dotted: budget)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
-    fig.suptitle(f"{task}: steps to 99% val acc")
+        _panel(ax, k, cols, len(g), scan.budget, "runs", "steps to 99% val acc (dotted: budget)")
+    return _legend_below(fig, axes[0], 2, f"{task}: steps to 99% val acc")
+
+
+def _panel(ax, k, cols, n, budget, ylabel, xlabel):
+    """Grid and step axis of panel k of n in a ``_grid_axes`` figure; the y label on the first column, the x label
+    on the lowest panel of each column."""
+    ax.grid(alpha=0.3)
+    _step_axis(ax, budget)
+    if k % cols == 0:
+        ax.set_ylabel(ylabel)
+    if k >= n - cols:
+        ax.set_xlabel(xlabel)
+
+
+def _legend_below(fig, ax, ncols, title) -> Figure:
+    """The legend of ``ax`` below all panels, and the figure's title."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
+    fig.suptitle(title)
     return fig
 
 
@@ -260,7 +262,8 @@ def _steps_ecdf(scan, g, task) -> Figure:
     fig = figure(8, 4.5)
     ax = fig.add_subplot()
     for color, (label, idx) in zip(_colors(len(g)), g.items()):
-        steps = np.sort(column(scan.rows, idx, "step_val_acc_99")[column(scan.rows, idx, "reached_val_99") > 0])
+        steps, reached = steps_reached(scan.rows, idx)
+        steps = np.sort(steps[reached])
         share = np.arange(1, len(steps) + 1) / len(idx)
         xs = np.concatenate([[0], steps, [scan.budget]])
         ys = np.concatenate([[0], share, [share[-1] if len(share) else 0]])
