@@ -100,14 +100,17 @@ def _main(argv) -> int:
     data_seeds = _ids("--data-seeds", args.data_seeds) if args.data_seeds else None
     if data_seeds is not None and attribute is None:
         raise ConfigError("--data-seeds chooses the chimeras' data seeds; give it together with --attribute.")
-    from jgrok import plots
+    from jgrok.results_folder import open_scan
 
-    scan = plots.load_scan(args.out)  # ConfigError unless a finished results folder
-    from jgrok.analysis import run
+    scan = open_scan(args.out).data()  # ConfigError unless a finished results folder
+    if scan.regression:
+        raise ConfigError(f"{scan.out} holds a regression scan (task mheight), which has no steps to 99% val acc "
+                          f"to analyse; python -m jgrok.report {scan.out} describes its val-loss drops.")
+    from jgrok.analysis import pipeline
 
-    path = run.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
-                       attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
-                       overwrite=args.overwrite, progress=not args.quiet)
+    path = pipeline.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
+                            attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
+                            overwrite=args.overwrite, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
 

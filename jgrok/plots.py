@@ -33,8 +33,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -46,91 +44,12 @@ from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 from jgrok import rungroup, stats
 from jgrok.errors import ConfigError
 from jgrok.results_folder import open_scan
+from jgrok.scandata import ScanData, column, steps_reached
 
-SEED_COLUMNS = rungroup.SEED_COLUMNS
-REQUIRED_COLUMNS = ("run", "task", "step_train_acc_99", "step_val_acc_99", "reached_val_99", "final_train_acc",
-                    "final_val_acc", "diverged_step")
 CURVES = (("train_loss", "train loss"), ("val_loss", "val loss"), ("train_acc", "train accuracy"),
           ("val_acc", "val accuracy"))
 THIN_RUNS = 5  # individual runs drawn thin in the quantile figure
 TRAIN_C, VAL_C = "tab:blue", "tab:orange"
-
-
-@dataclass
-class Scan:
-    out: Path
-    cfg: dict
-    rows: list[dict]               # summary.csv, values parsed (int, float, str; None where empty)
-    eval_step_E: np.ndarray        # 1-based update counts of the evaluations
-    curves: dict[str, np.ndarray]  # [R, E] float arrays of metrics.npz, in the order of rows
-    budget: int                    # train.steps (the value of step_val_acc_99 for runs that never got there)
-
-
-def parse_value(v):
-    """A CSV cell as int, float or str; '' -> None. Values that are not strings are returned as they are."""
-    if not isinstance(v, str):
-        return v
-    if v == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(v)
-        except ValueError:
-            pass
-    return v
-
-
-def parse_rows(rows: list[dict]) -> list[dict]:
-    return [{k: parse_value(v) for k, v in r.items()} for r in rows]
-
-
-def load_scan(out_dir) -> Scan:
-    """Read OUT/summary.csv, OUT/metrics.npz and OUT/config.yaml (through jgrok.open_scan); ConfigError if OUT is
-    no results folder."""
-    folder = open_scan(out_dir)
-    out = folder.out
-    if not folder.finished or not (out / "metrics.npz").is_file():
-        raise ConfigError(f"{out} is not a finished jgrok results folder (it has no summary.csv or metrics.npz); "
-                          "pass the --out folder of a finished scan.")
-    rows = parse_rows(folder.summary)
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows[0]] if rows else []
-    if missing or not rows:
-        raise ConfigError(f"{out / 'summary.csv'} is not a jgrok summary (missing columns: "
-                          f"{', '.join(missing) or 'no rows'}); pass the --out folder of a finished scan.")
-    npz = out / "metrics.npz"
-    try:
-        arrays = folder.metrics()
-        run_R, eval_step_E = arrays["run"], arrays["eval_step"]
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"{npz} cannot be read as jgrok metrics ({e}); pass the --out folder of a finished "
-                          "scan.") from None
-    curves = {k: v for k, v in arrays.items() if k not in ("run", "eval_step") and not k.startswith("step_")}
-    lacking = [k for k in [k for k, _ in CURVES] + ["weight_norm"] if k not in curves]
-    if lacking:
-        raise ConfigError(f"{npz} lacks the curves {', '.join(lacking)}; pass the --out folder of a finished scan.")
-    pos = {int(r): i for i, r in enumerate(run_R)}
-    if any(r["run"] not in pos for r in rows):
-        raise ConfigError(f"summary.csv and metrics.npz in {out} list different runs; rerun the scan.")
-    order = np.array([pos[r["run"]] for r in rows])
-    curves = {k: v[order] for k, v in curves.items()}
-    cfg = folder.saved
-    budget = (cfg.get("train") or {}).get("steps") or int(eval_step_E[-1])
-    return Scan(out, cfg, rows, np.asarray(eval_step_E), curves, int(budget))
-
-
-def group_keys(rows: list[dict]) -> list[str]:
-    """Axis columns other than task and the seeds whose values differ between rows (``jgrok.rungroup.axes``)."""
-    return rungroup.axes(rows)
-
-
-def group_label(row: dict, keys: list[str]) -> str:
-    """The run group's label, 'x_div_y wd=0.1 init=xavier_uniform' (``jgrok.rungroup.label``)."""
-    return rungroup.label(row, keys)
-
-
-def groups(rows: list[dict], keys: list[str]) -> dict[tuple[str, str], np.ndarray]:
-    """{(task, run-group label): row indices} in ``jgrok.rungroup.by_label``'s order."""
-    return {(str(rows[idx[0]]["task"]), label): np.array(idx) for label, idx in rungroup.by_label(rows, keys).items()}
 
 
 def select_runs(rows: list[dict], extra=None) -> list[int]:
@@ -147,20 +66,20 @@ def select_runs(rows: list[dict], extra=None) -> list[int]:
 
 
 def make_plots(out_dir, runs_to_show=None) -> list[Path]:
-    """Write every figure of the module docstring into OUT/plots/ and return their paths (for a regression scan,
-    the figures of ``plot_regression``)."""
-    if open_scan(out_dir).regression:
-        return plot_regression(out_dir)
-    return plot_scan(load_scan(out_dir), runs_to_show)
+    """Write every figure of the module docstring into OUT/plots/ and return their paths."""
+    return plot_scan(open_scan(out_dir).data(), runs_to_show)
 
 
-def plot_scan(scan: Scan, runs_to_show=None) -> list[Path]:
-    """``make_plots`` for a scan already loaded with ``load_scan``."""
+def plot_scan(scan: ScanData, runs_to_show=None) -> list[Path]:
+    """``make_plots`` for a scan already read (``jgrok.open_scan(OUT).data()``); for a regression scan, the figures
+    of ``plot_regression``."""
+    if scan.regression:
+        return plot_regression(scan)
     show = select_runs(scan.rows, runs_to_show)
     plot_dir = scan.out / "plots"
     plot_dir.mkdir(exist_ok=True)
-    keys = group_keys(scan.rows)
-    by_group = groups(scan.rows, keys)
+    keys = scan.group_axes
+    by_group = scan.groups
     paths = []
     for task in dict.fromkeys(t for t, _ in by_group):
         g = {label: idx for (t, label), idx in by_group.items() if t == task}
@@ -187,11 +106,6 @@ def quiet(fn, *a, **k):
 
 
 mean_se = stats.mean_se_columns  # mean and s.e. of each column over its finite values (jgrok.stats)
-
-
-def column(rows, idx, key) -> np.ndarray:
-    """One summary column over the rows idx as floats (None -> NaN)."""
-    return np.array([np.nan if rows[i][key] is None else float(rows[i][key]) for i in idx])
 
 
 # ------------------------------------------------------------------------------------------------------- figures
@@ -300,16 +214,8 @@ def _quantiles(scan, g, task) -> Figure:
         reached = int(column(scan.rows, idx, "reached_val_99").sum())
         ax.set_title(f"{label}\n{len(idx)} runs, {reached} reached 99% val acc", fontsize="small")
         ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        _step_axis(ax, scan.budget)
-        if k % cols == 0:
-            ax.set_ylabel("accuracy")
-        if k >= len(g) - cols:
-            ax.set_xlabel("update step")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")
-    fig.suptitle(f"{task}: accuracy quantiles across runs")
-    return fig
+        _panel(ax, k, cols, len(g), scan.budget, "accuracy", "update step")
+    return _legend_below(fig, axes[0], 3, f"{task}: accuracy quantiles across runs")
 
 
 def _steps_hist(scan, g, task) -> Figure:
@@ -317,8 +223,7 @@ def _steps_hist(scan, g, task) -> Figure:
     edges = np.linspace(0, scan.budget, 31)
     width = edges[1] - edges[0]
     for k, (ax, (label, idx)) in enumerate(zip(axes, g.items())):
-        steps = column(scan.rows, idx, "step_val_acc_99")
-        reached = column(scan.rows, idx, "reached_val_99") > 0
+        steps, reached = steps_reached(scan.rows, idx)
         ax.hist(steps[reached], bins=edges, color=VAL_C, alpha=0.85, label="reached 99% val acc")
         n_never = int((~reached).sum())
         ax.bar(scan.budget + 1.5 * width, n_never, width=width * 1.6, color="0.55", hatch="//",
@@ -330,15 +235,26 @@ def _steps_hist(scan, g, task) -> Figure:
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of runs
         ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the count above the 'never reached' bar
         ax.set_title(f"{label} ({len(idx)} runs)", fontsize="small")
-        ax.grid(alpha=0.3)
-        _step_axis(ax, scan.budget)
-        if k % cols == 0:
-            ax.set_ylabel("runs")
-        if k >= len(g) - cols:
-            ax.set_xlabel("steps to 99% val acc (dotted: budget)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
-    fig.suptitle(f"{task}: steps to 99% val acc")
+        _panel(ax, k, cols, len(g), scan.budget, "runs", "steps to 99% val acc (dotted: budget)")
+    return _legend_below(fig, axes[0], 2, f"{task}: steps to 99% val acc")
+
+
+def _panel(ax, k, cols, n, budget, ylabel, xlabel):
+    """Grid and step axis of panel k of n in a ``_grid_axes`` figure; the y label on the first column, the x label
+    on the lowest panel of each column."""
+    ax.grid(alpha=0.3)
+    _step_axis(ax, budget)
+    if k % cols == 0:
+        ax.set_ylabel(ylabel)
+    if k >= n - cols:
+        ax.set_xlabel(xlabel)
+
+
+def _legend_below(fig, ax, ncols, title) -> Figure:
+    """The legend of ``ax`` below all panels, and the figure's title."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=ncols, fontsize="small")
+    fig.suptitle(title)
     return fig
 
 
@@ -346,7 +262,8 @@ def _steps_ecdf(scan, g, task) -> Figure:
     fig = figure(8, 4.5)
     ax = fig.add_subplot()
     for color, (label, idx) in zip(_colors(len(g)), g.items()):
-        steps = np.sort(column(scan.rows, idx, "step_val_acc_99")[column(scan.rows, idx, "reached_val_99") > 0])
+        steps, reached = steps_reached(scan.rows, idx)
+        steps = np.sort(steps[reached])
         share = np.arange(1, len(steps) + 1) / len(idx)
         xs = np.concatenate([[0], steps, [scan.budget]])
         ys = np.concatenate([[0], share, [share[-1] if len(share) else 0]])
@@ -366,17 +283,10 @@ def _steps_ecdf(scan, g, task) -> Figure:
     return fig
 
 
-def grok_times(rows, by_group, budget) -> dict[str, dict]:
-    """{run-group label: ``jgrok.stats.grok_time`` of its steps to 99% val acc} (the numbers the report, the
-    printout and the figures show)."""
-    return {label: stats.grok_time(column(rows, idx, "step_val_acc_99"), column(rows, idx, "reached_val_99") > 0,
-                                   budget) for (_, label), idx in by_group.items()}
-
-
 def summary_values(scan, by_group) -> dict[str, dict]:
     """The numbers of summary_plot.png per run group: {final_train_acc: (mean, s.e.), final_val_acc: (mean, s.e.),
     steps: grok_time dict (its Kaplan-Meier median and interval are drawn)}."""
-    times = grok_times(scan.rows, by_group, scan.budget)
+    times = scan.grok_times()
     return {label: {"final_train_acc": stats.mean_se(column(scan.rows, idx, "final_train_acc")),
                     "final_val_acc": stats.mean_se(column(scan.rows, idx, "final_val_acc")), "steps": times[label]}
             for (_, label), idx in by_group.items()}
@@ -429,8 +339,9 @@ def _survival(scan, g, task) -> Figure:
     the task has several run groups."""
     fig = figure(8, 4.5)
     ax = fig.add_subplot()
-    times = grok_times(scan.rows, {(task, label): idx for label, idx in g.items()}, scan.budget)
-    for color, (label, t) in zip(_colors(len(g)), times.items()):
+    times = scan.grok_times()
+    for color, label in zip(_colors(len(g)), g):
+        t = times[label]
         x, s, lo, hi = t["km"].steps(scan.budget)
         ax.step(x, s, where="post", color=color, lw=1.6,
                 label=f"{label}: median {stats.fmt_median(t)}, {t['k']}/{t['n']} reached")
@@ -438,7 +349,7 @@ def _survival(scan, g, task) -> Figure:
     ax.axhline(0.5, color="0.4", lw=0.7, ls=":")
     title = f"{task}: share of runs not yet at 99% val acc (Kaplan-Meier, 95% band)"
     if len(g) > 1:
-        title += "\n" + stats.fmt_logrank(logrank(scan.rows, g.values(), scan.budget))
+        title += "\n" + stats.fmt_logrank(scan.logrank()[task])
     ax.set(xlabel="update step", ylabel="share not yet at 99% val acc", title=title)
     ax.title.set_fontsize("medium")
     ax.set_ylim(-0.02, 1.02)
@@ -447,13 +358,6 @@ def _survival(scan, g, task) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", loc="lower left")
     return fig
-
-
-def logrank(rows, idx_groups, budget) -> dict:
-    """``jgrok.stats.logrank`` of steps to 99% val acc between run groups (row-index lists), censored at the budget."""
-    idx_groups = list(idx_groups)
-    return stats.logrank_steps([column(rows, idx, "step_val_acc_99") for idx in idx_groups],
-                               [column(rows, idx, "reached_val_99") > 0 for idx in idx_groups], budget)
 
 
 def _step_loss(scan, show) -> dict[int, np.ndarray]:
@@ -509,10 +413,10 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
     for ax, n in ((ax_loss, 3), (ax_acc, 5), (ax_norm, len(layers) + 1)):
         ax.grid(alpha=0.3)
         legend(ax, n)
-    seed_cols = [k for k in SEED_COLUMNS if row.get(k) is not None]
+    seed_cols = [k for k in rungroup.SEED_COLUMNS if row.get(k) is not None]
     same = all(row[k] == row.get("seed") for k in seed_cols)
     seeds = f"seed {row['seed']}" if same and "seed" in row else ", ".join(f"{k} {row[k]}" for k in seed_cols)
-    label = group_label(row, keys)
+    label = rungroup.label(row, keys)
     notes = ([] if row.get("diverged_step") is None else [f"diverged at update {row['diverged_step'] + 1}"]) + \
         ([] if row.get("reached_val_99") else ["never reached 99% val acc"])
     status = f" ({'; '.join(notes)})" if notes else ""
@@ -530,31 +434,12 @@ def safe_name(name: str) -> str:
 RUNS_PER_PANEL = 8
 
 
-def load_regression(out_dir) -> tuple[Scan, float]:
-    """(scan, updates per epoch) of a regression results folder (summary.csv with drop columns)."""
-    folder = open_scan(out_dir)
-    out = folder.out
-    try:
-        rows = parse_rows(folder.summary)
-        arrays = folder.metrics()
-        run_R, eval_step_E, per_epoch = arrays["run"], arrays["eval_step"], float(arrays["updates_per_epoch"])
-        curves = {k: arrays[k] for k in ("train_loss", "val_loss", "weight_norm")}
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"{out} is not a finished jgrok regression results folder ({e}); pass the --out folder "
-                          "of a finished scan.") from None
-    pos = {int(r): i for i, r in enumerate(run_R)}
-    order = np.array([pos[r["run"]] for r in rows])
-    curves = {k: v[order] for k, v in curves.items()}
-    return Scan(out, folder.saved, rows, np.asarray(eval_step_E), curves, int(eval_step_E[-1])), per_epoch
-
-
-def plot_regression(out_dir) -> list[Path]:
+def plot_regression(scan: ScanData) -> list[Path]:
     """The regression figures of the module docstring."""
-    scan, per_epoch = load_regression(out_dir)
     plot_dir = scan.out / "plots"
     plot_dir.mkdir(exist_ok=True)
-    by_group = groups(scan.rows, group_keys(scan.rows))
-    x = scan.eval_step_E / per_epoch
+    by_group = scan.groups
+    x = scan.eval_step_E / scan.per_epoch
     paths = []
     for task in dict.fromkeys(t for t, _ in by_group):
         g = {label: idx for (t, label), idx in by_group.items() if t == task}

@@ -3,16 +3,9 @@
 The report holds the config essentials, then per run group the distribution of steps to 99% val acc, the
 final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
 
-Definitions (per run group = the runs that share every non-seed axis value, labelled as jgrok.rungroup says;
-statistics as jgrok.stats defines them):
-  steps to 99% val acc   first eval step with val acc > 0.99 (``step_val_acc_99``); the budget if never
-  n                      runs in the run group
-  reached                runs whose val acc crossed 0.99 within the budget, as a share of n, with the 95%
-                         Wilson score interval for that share
-  p10 .. p90, mean, s.e. quantiles (linear interpolation), mean and standard error (sample std / sqrt(k)) of
-                         steps to 99% val acc among the k runs that reached it
-  KM median              the Kaplan-Meier median of steps to 99% val acc (runs that never got there censored at the
-                         budget) with its 95% interval; log-rank test between the run groups of a task
+Definitions: the distribution of steps to 99% val acc as jgrok.distribution says it (the end-of-scan printout says
+it the same way), its numbers as jgrok.scandata and jgrok.stats define them; per run group (the runs that share every
+non-seed axis value, labelled as jgrok.rungroup says):
   final acc / loss       mean +- s.e. over the run group of the last finite evaluation of each run
   diverged               runs with a non-empty ``diverged_step`` (0-based index of the first non-finite update)
 """
@@ -22,66 +15,30 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from jgrok import plots, runids, stats
+from jgrok import plots, rungroup, runids, stats
 from jgrok.config import MAX_RUNS
+from jgrok.distribution import distribution_lines, distribution_table, logrank_lines, markdown_table, threshold_lines
 from jgrok.errors import ArgumentParser, ConfigError
 from jgrok.io import results
 from jgrok.io.results import W_NOTE
 from jgrok.results_folder import open_scan
+from jgrok.scandata import column
 
 FASTEST = 5
-wilson = stats.wilson
-
-
-def distribution_stats(summary_rows: list[dict], group_keys: list[str], budget: int | None = None) -> list[dict]:
-    """One dict per run group with the numbers of the module docstring (``jgrok.stats.grok_time``'s keys plus task,
-    group, reached = k, ci_lo/ci_hi = the share's Wilson interval, diverged). Rows may hold strings (as
-    csv.DictReader gives them) or parsed values; the budget defaults to the largest step_val_acc_99."""
-    rows = plots.parse_rows(summary_rows)
-    budget = budget if budget is not None else max(int(r["step_val_acc_99"]) for r in rows)
-    by_group = plots.groups(rows, list(group_keys))
-    out = []
-    for ((task, label), idx), g in zip(by_group.items(), plots.grok_times(rows, by_group, budget).values()):
-        out.append(dict(g, task=task, group=label, reached=g["k"], ci_lo=g["share_lo"], ci_hi=g["share_hi"],
-                        diverged=sum(rows[i].get("diverged_step") is not None for i in idx)))
-    return out
-
-
-def distribution_table(summary_rows: list[dict], group_keys: list[str], budget: int | None = None) -> str:
-    """Steps to 99% val acc per run group as a Markdown table (readable as plain text too)."""
-    head = ["run group", "n", "reached 99% val (95% CI)", "p10", "p25", "median", "p75", "p90",
-            "mean ± s.e.", "KM median (95% CI)", "diverged"]
-    body = []
-    for s in distribution_stats(summary_rows, group_keys, budget):
-        body.append([s["group"], s["n"], stats.fmt_share(s["k"], s["n"]),
-                     *(_int(s[q]) for q in ("p10", "p25", "p50", "p75", "p90")),
-                     stats.fmt_pm(s["mean"], s["se"], "{:.0f}"), stats.fmt_median(s), s["diverged"]])
-    return _table(head, body)
-
-
-def survival_lines(rows, by_group, budget) -> list[str]:
-    """Per task with several run groups: the log-rank test of steps to 99% val acc between them."""
-    md = []
-    for task in dict.fromkeys(t for t, _ in by_group):
-        g = [idx for (t, _), idx in by_group.items() if t == task]
-        if len(g) > 1:
-            md.append(f"- {task}, {len(g)} run groups: {stats.fmt_logrank(plots.logrank(rows, g, budget))}")
-    return md
 
 
 def build_regression_report(out_dir) -> Path:
     """report.md of a regression scan (task mheight): per group the share of runs with a sudden val-loss drop, the
     quantiles of its epoch and the final losses (definitions in jgrok.io.results and jgrok.tasks.drop)."""
     out = Path(out_dir)
-    paths = plots.plot_regression(out)
-    summary = open_scan(out).summary
+    folder = open_scan(out)
+    paths = plots.plot_regression(folder.data())
+    summary = folder.summary
     lines = ["# m-height regression scan", "",
              "Losses are mean squared errors of log2 h. A run's drop is the sudden val-loss drop found by "
              "`jgrok.tasks.drop.detect` (largest fall of the smoothed log val loss over a window of evaluations, "
              "at least a factor 2, after the train loss plateaued); drop epoch = its update step / updates per epoch.",
-             "", "```", *results.distribution_lines(summary, 0), "```", "", "## Figures", ""]
+             "", "```", *distribution_lines(summary, 0), "```", "", "## Figures", ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in paths]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
@@ -96,10 +53,9 @@ def build_report(out_dir, runs=None) -> Path:
     folder = open_scan(out_dir)
     if folder.regression:
         return build_regression_report(out_dir)
-    scan = plots.load_scan(out_dir)
+    scan = folder.data()
     paths = plots.plot_scan(scan, runs)
-    rows, keys = scan.rows, plots.group_keys(scan.rows)
-    by_group = plots.groups(rows, keys)
+    rows, keys, by_group = scan.rows, scan.group_axes, scan.groups
     cfg, train = scan.cfg, scan.cfg.get("train") or {}
     tasks = list(dict.fromkeys(str(r["task"]) for r in rows))
     lanes = cfg.get("lanes", sorted({r["lanes"] for r in rows if r.get("lanes") is not None}))
@@ -120,11 +76,11 @@ def build_report(out_dir, runs=None) -> Path:
           "The share of runs not yet at 99% val acc against update steps, per run group, with 95% bands: "
           "`plots/survival_<task>.png`. A log-rank test compares the whole curves of a task's run groups "
           "(censoring included), which the mean of censored values cannot.", "",
-          *(survival_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
+          *(logrank_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
-    others = {label: results.threshold_lines(members)
+    others = {label: threshold_lines(members)
               for label, members in results.by_group(folder.summary).items()}
     if any(others.values()):  # train.thresholds besides 0.99 (same definition: first eval step with val acc > X)
         md += ["## Steps to the other thresholds", ""] + [f"- {label}: {line}" for label, lines in others.items()
@@ -198,13 +154,13 @@ def _finals(rows, by_group) -> str:
             if key not in rows[0]:
                 cells.append("–")
                 continue
-            cells.append(stats.fmt_pm(*stats.mean_se(plots.column(rows, idx, key)), fmt))
+            cells.append(stats.fmt_pm(*stats.mean_se(column(rows, idx, key)), fmt))
         body.append([label, len(idx), *cells])
-    return _table(head, body)
+    return markdown_table(head, body)
 
 
 def _fastest(rows, by_group) -> str:
-    seeds = [c for c in plots.SEED_COLUMNS if c in rows[0] and (c == "seed" or any(r[c] != r["seed"] for r in rows))]
+    seeds = rungroup.seed_columns(rows)
     head = ["run group", "run", *seeds, "steps to 99% val", "steps to 99% train", "grok delay", "final val acc"]
     body = []
     for (task, label), idx in by_group.items():
@@ -214,29 +170,16 @@ def _fastest(rows, by_group) -> str:
             trained = bool(r.get("reached_train_99"))  # grok delay is only meaningful when train acc got there
             body.append([label, r["run"], *(r[s] for s in seeds), r["step_val_acc_99"],
                          r["step_train_acc_99"] if trained else "never", r.get("grok_delay", "–") if trained else "–",
-                         _num(r["final_val_acc"], "{:.3f}")])
-    return _table(head, body) if body else "No run reached 99% val acc."
+                         stats.fmt_num(r["final_val_acc"], "{:.3f}")])
+    return markdown_table(head, body) if body else "No run reached 99% val acc."
 
 
 def _diverged(diverged, keys) -> str:
     head = ["run", "run group", "seed", "diverged at update", "final train loss", "final val acc"]
-    body = [[r["run"], plots.group_label(r, keys), r.get("seed", "–"), r["diverged_step"] + 1,
-             _num(r.get("final_train_loss"), "{:.3g}"), _num(r["final_val_acc"], "{:.3f}")] for r in diverged]
-    return _table(head, body)
-
-
-def _table(head, body) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _num(v, fmt) -> str:
-    return "–" if v is None or not np.isfinite(float(v)) else fmt.format(float(v))
-
-
-def _int(v) -> str:
-    return _num(v, "{:.0f}")
+    body = [[r["run"], rungroup.label(r, keys), r.get("seed", "–"), r["diverged_step"] + 1,
+             stats.fmt_num(r.get("final_train_loss"), "{:.3g}"), stats.fmt_num(r["final_val_acc"], "{:.3f}")]
+            for r in diverged]
+    return markdown_table(head, body)
 
 
 def _parse_runs(text: str) -> list[int]:

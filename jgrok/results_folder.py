@@ -3,10 +3,12 @@
     scan = jgrok.open_scan("runs/wd")
     scan.config                      # the saved Config (config.yaml without its bookkeeping keys)
     scan.runs                        # the runs table of the trained runs (jgrok.grid.expand, --only applied)
-    scan.summary                     # summary.csv rows, as csv gives them (strings; '' where empty)
+    scan.summary                     # summary.csv rows, cells typed (int, float, bool, str; None where empty)
     acc, steps = scan.curves("val_acc")      # float [runs, evals] in run-id order, and the eval steps [evals]
     params = scan.restore([3, 17])   # final parameters of runs 3 and 17 (numpy pytrees)
     model = scan.model(17)           # run 17 as an NNX model holding those parameters
+    data = scan.data()               # what the readers use: summary and curves aligned, run groups, grokking
+                                     # times, log-rank tests (jgrok.scandata)
 
 Every method reads its files when first asked (and keeps what it read), so opening a folder costs nothing and a
 folder that is still training (config.yaml and checkpoints, no summary.csv yet) can be read as far as it goes.
@@ -26,7 +28,7 @@ from flax import nnx
 
 from jgrok import axes
 from jgrok import config as config_mod
-from jgrok import engine, grid, runids, train
+from jgrok import engine, grid, runids, scandata, train
 from jgrok.errors import ConfigError
 from jgrok.io import checkpoint, results
 
@@ -121,12 +123,17 @@ class ResultsFolder:
 
     @property
     def summary(self) -> list[dict]:
-        """summary.csv: one dict per run in run-id order, values as csv gives them (jgrok.io.results defines
-        the columns)."""
+        """summary.csv: one dict per run in run-id order, each cell typed once by jgrok.io.results.parse_value
+        (which defines the columns)."""
         if self._summary is None:
             self._need("summary.csv")
-            self._summary = results.read_summary(self.out / "summary.csv")
+            self._summary = results.parse_summary(results.read_summary(self.out / "summary.csv"))
         return self._summary
+
+    def data(self) -> scandata.ScanData:
+        """The finished scan as the readers use it: summary and curves aligned, run groups, grokking times and
+        log-rank tests (jgrok.scandata); ConfigError (one sentence) unless the scan has finished."""
+        return scandata.load(self)
 
     @property
     def regression(self) -> bool:

@@ -537,7 +537,7 @@ def _updates_trained(done: list) -> tuple[int, int]:
 
 def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     """The plots, then the end-of-scan printout."""
-    from jgrok import plots
+    from jgrok import distribution, plots
     from jgrok.io import checkpoint, results
 
     try:
@@ -560,7 +560,7 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     trained += f" in {wall:.1f} s"
     print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
-    for line in results.distribution_lines(_typed(summary), budget):
+    for line in distribution.distribution_lines(results.parse_summary(summary), budget):
         print(line)
     print(f"Lane width W = {plan.W}: {results.W_NOTE}")
     if plan.n_proc > 1:
@@ -631,17 +631,6 @@ def write_config(out: Path, cfg, W: int, only, process: tuple[int, int] | None) 
     if process is not None:
         extra["process"] = f"{process[0]}/{process[1]}"
     (out / "config.yaml").write_text(config_mod.dump(cfg, extra))
-
-
-def _typed(summary: list[dict]) -> list[dict]:
-    out = []
-    for r in summary:
-        d = dict(r)
-        for k in ("run", "seed", "step_val_acc_99", "step_train_acc_99", "reached_val_99", "dropped"):
-            if k in d:
-                d[k] = int(d[k])
-        out.append(d)
-    return out
 
 
 if __name__ == "__main__":

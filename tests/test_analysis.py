@@ -4,6 +4,7 @@ import jax
 import numpy as np
 import pytest
 
+import jgrok
 from jgrok import analyze, engine, grid, scan
 from jgrok import init as init_mod
 from jgrok.analysis import chaos, chimera, seeds, spikes, variance
@@ -197,8 +198,7 @@ def test_analyze_end_to_end(grid_scan, capsys):
         assert (grid_scan / "analysis" / "plots" / name).is_file() and f"plots/{name}" in report
     rows = chaos.read(grid_scan / "analysis" / "chaos.csv")
     assert [(r["source_run"], r["perturb"]) for r in rows] == [(0, 0), (0, 1), (0, 2), (4, 0), (4, 1), (4, 2)]
-    summary = {int(r["run"]): int(r["step_val_acc_99"]) for r in scan._typed(
-        __import__("jgrok.io.results", fromlist=["x"]).read_summary(grid_scan / "summary.csv"))}
+    summary = {r["run"]: r["step_val_acc_99"] for r in jgrok.open_scan(grid_scan).summary}
     assert all(r["step_val_acc_99"] == summary[r["source_run"]] for r in rows if r["perturb"] == 0)
     ch = chimera.read(grid_scan / "analysis" / "chimera.csv")
     assert ch["steps"].shape == (2 ** len(ch["groups"]), 1) and ch["data"] == [(0, 0)]

@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 
-from jgrok import analyze, plots, report, stats
+import jgrok
+from jgrok import analyze, distribution, plots, report, stats
 from jgrok.io import results
-from jgrok.scan import _typed
 from tests.test_plots_report import write_scan
 
 
@@ -25,14 +25,13 @@ def test_printout_report_plots_and_analyze_agree(tmp_path):
     g = expect["x_div_y wd=0.1"]
     assert (g["k"], g["n"]) == (6, 8) and np.isfinite(g["km_median"])
 
-    printed = "\n".join(results.distribution_lines(_typed(summary), budget))
+    printed = "\n".join(distribution.distribution_lines(results.parse_summary(summary), budget))
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         assert report.main([str(tmp_path)]) == 0
     md = (tmp_path / "report.md").read_text()
-    scan = plots.load_scan(tmp_path)
-    by_group = plots.groups(scan.rows, plots.group_keys(scan.rows))
-    plotted = plots.summary_values(scan, by_group)
+    scan = jgrok.open_scan(tmp_path).data()
+    plotted = plots.summary_values(scan, scan.groups)
     assert analyze.main([str(tmp_path), "--bootstrap", "50", "--fourier-runs", "none", "--quiet"]) == 0
     analysed = (tmp_path / "analysis" / "report.md").read_text()
     assert "budget 600 updates, evaluated 30 times (at update steps 20 to 600)" in analysed

@@ -81,3 +81,20 @@ def test_missing_folders_and_runs_are_one_sentence(finished, tmp_path):
         jgrok.open_scan(tmp_path / "empty").config
     with pytest.raises(ConfigError, match="Run 0 is not part of the scan"):
         jgrok.open_scan(finished).restore([0])
+
+
+def test_data_is_typed_aligned_and_grouped(finished):
+    """What the readers read: summary rows typed, curves in the rows' order, run groups, grokking times censored at
+    the budget and the log-rank test between the two weight decays."""
+    s = jgrok.open_scan(finished)
+    d = s.data()
+    assert d.rows is s.summary and [r["run"] for r in d.rows] == [1, 2, 3, 4] and d.budget == 12
+    val_acc, steps = s.curves("val_acc")
+    np.testing.assert_array_equal(d.curves["val_acc"], val_acc)
+    np.testing.assert_array_equal(d.eval_step_E, steps)
+    assert d.group_axes == ["wd"] and {k: list(v) for k, v in d.groups.items()} == {
+        ("x_plus_y", "x_plus_y wd=0.5"): [0, 1], ("x_plus_y", "x_plus_y wd=1"): [2, 3]}
+    times = d.grok_times()
+    assert list(times) == ["x_plus_y wd=0.5", "x_plus_y wd=1"]
+    assert all(t["n"] == 2 and t["budget"] == 12 for t in times.values())
+    assert list(d.logrank()) == ["x_plus_y"] and d.logrank()["x_plus_y"]["df"] == 1

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import yaml
 
-from jgrok import plots, report
-from jgrok.io.results import npz_rows
+import jgrok
+from jgrok import distribution, plots, report, rungroup, scandata, stats
+from jgrok.io.results import npz_rows, parse_summary
 
 PNG = b"\x89PNG\r\n\x1a\n"
 AXES = ("task", "seed", "split_seed", "order_seed", "lr", "wd", "init", "init_scale", "optimizer", "filter",
@@ -121,7 +122,7 @@ def wd_scan(tmp_path_factory):
 
 def test_every_plot_is_a_png(wd_scan):
     out, rows = wd_scan
-    summary = plots.parse_rows(list(csv.DictReader(open(out / "summary.csv"))))
+    summary = parse_summary(list(csv.DictReader(open(out / "summary.csv"))))
     ranked = sorted(summary, key=lambda r: (r["step_val_acc_99"], r["run"]))
     shown = {ranked[0]["run"], ranked[(len(ranked) - 1) // 2]["run"], ranked[-1]["run"]}
     expected = {f"{k}_x_div_y.png" for k in ("train_loss", "val_loss", "train_acc", "val_acc", "quantiles",
@@ -138,7 +139,7 @@ def test_report_tables(wd_scan):
                     "## Plots"):
         assert heading in md
     assert "updates per run (budget): 600" in md and "lanes W: 8" in md and "runs: 20 in 2 run group(s) by wd" in md
-    summary = plots.parse_rows(list(csv.DictReader(open(out / "summary.csv"))))
+    summary = parse_summary(list(csv.DictReader(open(out / "summary.csv"))))
     for wd in (0.1, 1.0):
         members = [r for r in summary if r["wd"] == wd]
         reached = [r["step_val_acc_99"] for r in members if r["reached_val_99"]]
@@ -159,19 +160,19 @@ def test_report_tables(wd_scan):
 
 
 def test_distribution_stats_and_wilson():
-    lo, hi = report.wilson(5, 10)
+    lo, hi = stats.wilson(5, 10)
     assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
-    lo, hi = report.wilson(0, 10)
+    lo, hi = stats.wilson(0, 10)
     assert lo == 0 and round(hi, 4) == 0.2775
-    assert report.wilson(10, 10)[1] == 1.0
+    assert stats.wilson(10, 10)[1] == 1.0
     rows = [dict(BASE, run=i, task="t", wd=w, step_val_acc_99=s, reached_val_99=int(s < 1000), diverged_step="")
             for i, (w, s) in enumerate([(0.1, 100), (0.1, 300), (0.1, 1000), (1, 50), (1, 70)])]
     rows = [{k: str(v) for k, v in r.items()} for r in rows]  # as csv.DictReader gives them
-    a, b = report.distribution_stats(rows, ["wd"])
+    a, b = distribution.distribution_stats(rows, ["wd"])
     assert (a["group"], a["n"], a["reached"], a["p50"], a["mean"]) == ("t wd=0.1", 3, 2, 200, 200)
     assert math.isclose(a["se"], np.std([100, 300], ddof=1) / math.sqrt(2))
     assert (b["group"], b["reached"], b["p10"], b["diverged"]) == ("t wd=1", 2, 52, 0)
-    table = report.distribution_table(rows, ["wd"])
+    table = distribution.distribution_table(rows, ["wd"])
     assert table.splitlines()[2].startswith("| t wd=0.1 | 3 | 2/3 = 66.7% (")
 
 
@@ -186,8 +187,8 @@ def test_mean_se_with_nan_tail():
 
 def test_group_keys_ignore_seeds_and_constants():
     rows = [dict(BASE, run=i, seed=i, split_seed=i + 1, wd=0.1, lr=lr) for i, lr in enumerate([1e-3, 1e-3, 3e-4])]
-    assert plots.group_keys(rows) == ["lr"]
-    assert list(plots.groups(rows, ["lr"])) == [("x_div_y", "x_div_y lr=0.0003"), ("x_div_y", "x_div_y lr=0.001")]
+    assert rungroup.axes(rows) == ["lr"]
+    assert list(scandata.groups(rows, ["lr"])) == [("x_div_y", "x_div_y lr=0.0003"), ("x_div_y", "x_div_y lr=0.001")]
 
 
 def test_nan_tail_runs(tmp_path):
@@ -220,8 +221,8 @@ def test_two_axes_and_two_tasks(tmp_path):
     names = _names(tmp_path)
     assert "quantiles_x_plus_y.png" in names and "val_acc_x_div_y.png" in names and "run_5.png" in names
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
-    assert plots.group_keys(summary) == ["wd", "init"]
-    table = report.distribution_table(summary, ["wd", "init"])
+    assert rungroup.axes(summary) == ["wd", "init"]
+    table = distribution.distribution_table(summary, ["wd", "init"])
     assert "| x_plus_y wd=1 init=xavier_uniform | 3 |" in table and len(table.splitlines()) == 2 + 8
 
 
@@ -252,8 +253,8 @@ def test_log_axes_steps_hist_and_ecdf_are_readable(tmp_path):
     """Log loss axes read 0.1, 1, 4 (not 10^-1 or 4x10^0); run counts are whole numbers; an ECDF where no run got
     to 99% says so instead of showing lines hidden on top of each other at 0."""
     write_scan(tmp_path, {"wd": [0.1, 1.0], "seed": [0, 1, 2]}, never=(0, 1, 2, 3, 4, 5))
-    scan = plots.load_scan(tmp_path)
-    g = {label: idx for (_, label), idx in plots.groups(scan.rows, ["wd"]).items()}
+    scan = jgrok.open_scan(tmp_path).data()
+    g = {label: idx for (_, label), idx in scandata.groups(scan.rows, ["wd"]).items()}
     for fig in (plots._mean_curves(scan, g, "val_loss", "val loss", "x_div_y"), plots._run(scan, 0, ["wd"], None)):
         fig.canvas.draw()
         ax = fig.axes[0]

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jgrok
 from jgrok import config, grid, optim, train
 from jgrok.io import results
 
@@ -174,11 +175,11 @@ def variant_scan(tmp_path_factory):
 
 
 def test_report_shows_accuracy_per_variant_without_logits_curves(variant_scan):
-    from jgrok import plots, report
+    from jgrok import report
     from jgrok.analysis import variants
 
-    scan = plots.load_scan(variant_scan)
-    assert variants.applies(scan) and plots.group_keys(scan.rows) == ["variant"]
+    scan = jgrok.open_scan(variant_scan).data()
+    assert variants.applies(scan) and scan.group_axes == ["variant"]
     st = {d["group"]: d for d in variants.stats(scan)}
     assert set(st) == {"x_plus_y variant=baseline", "x_plus_y variant=orthogonal"} and all(d["runs"] == 3 for d in st.values())
     vals = sorted(r["final_val_acc"] for r in scan.rows if r["variant"] == "orthogonal")
@@ -192,7 +193,7 @@ def test_analyze_shows_softmax_collapse_and_logit_scale_from_synthetic_curves(va
     """metrics.npz with the logits measures' keys (written here by hand): the table shows their distributions."""
     import shutil
 
-    from jgrok import analyze, plots
+    from jgrok import analyze
     from jgrok.analysis import variants
 
     out = tmp_path / "synthetic"
@@ -205,8 +206,8 @@ def test_analyze_shows_softmax_collapse_and_logit_scale_from_synthetic_curves(va
     data.update(softmax_collapse=sc.astype(np.float32), logit_max=np.full((R, E), 7.0, np.float32),
                 logit_norm=np.full((R, E), 50.0, np.float32), grad_cos=np.zeros((R, E), np.float32))
     np.savez(out / "metrics.npz", **data)
-    st = {d["group"]: d for d in variants.stats(plots.load_scan(out))}
-    runs = {r["run"]: r["variant"] for r in plots.load_scan(out).rows}
+    st = {d["group"]: d for d in variants.stats(jgrok.open_scan(out).data())}
+    runs = {r["run"]: r["variant"] for r in jgrok.open_scan(out).summary}
     base = [r for r in range(R) if runs[r] == "baseline"]  # runs 0..2
     finals = [sc[r][np.isfinite(sc[r])][-1] for r in base]
     assert st["x_plus_y variant=baseline"]["softmax_collapse"][1] == pytest.approx(np.median(finals))

@@ -41,3 +41,17 @@ def test_summary_rows_and_grokking_delay():
     assert info["x_plus_y"]["final_info_dict"]["step_val_acc_99"] == [30, 40]
     assert info["x_plus_y"]["means"]["step_val_acc_99_mean"] == 35
     assert info["x_plus_y"]["stderrs"]["step_val_acc_99_stderr"] == 5 / 2  # population std / n
+
+
+def test_summary_cells_are_parsed_once_with_their_types():
+    """The one parser of summary.csv: what csv.DictReader gives becomes None, bool, int, float or stays a string,
+    and parsing again changes nothing."""
+    raw = {"run": "3", "wd": "0.5", "lr": "1e-05", "init": "xavier_uniform", "orthogonal_grad": "False",
+           "diverged_step": "", "final_val_loss": "nan", "variant": ""}
+    typed, = results.parse_summary([raw])
+    assert typed["run"] == 3 and isinstance(typed["run"], int) and typed["wd"] == 0.5 and typed["lr"] == 1e-05
+    assert typed["init"] == "xavier_uniform" and typed["orthogonal_grad"] is False
+    assert typed["diverged_step"] is None and typed["variant"] is None and np.isnan(typed["final_val_loss"])
+    again, = results.parse_summary([typed])
+    assert {k: v for k, v in again.items() if k != "final_val_loss"} == {k: v for k, v in typed.items()
+                                                                         if k != "final_val_loss"}

@@ -38,7 +38,7 @@ import dataclasses
 
 import numpy as np
 
-from jgrok import stats
+from jgrok import scandata, stats
 
 Z_LEVEL = 0.95
 
@@ -78,8 +78,7 @@ def seed_layout(task: str, label: str, rows: list[dict], idx: np.ndarray, budget
     data = np.array([str(s) if same else f"{s}/{o}" for s, o in zip(split, order)])
     return SeedLayout(task, label, np.asarray(idx), np.array([int(r["run"]) for r in sub]),
                       np.array([int(r["seed"]) for r in sub]), data, split, order,
-                      np.array([float(r["step_val_acc_99"]) for r in sub]),
-                      np.array([bool(int(r["reached_val_99"])) for r in sub]), budget)
+                      *scandata.steps_reached(rows, idx), budget)
 
 
 def reference_median(steps: np.ndarray) -> float:

@@ -19,15 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots
+from jgrok.io.results import last_finite
 
 LOGIT_KEYS = ("softmax_collapse", "logit_max", "logit_norm")
-
-
-def _last_finite(curve_RxE: np.ndarray) -> np.ndarray:
-    from jgrok.io.results import last_finite
-
-    return last_finite(curve_RxE)
 
 
 def _dist(x) -> tuple[float, float, float]:
@@ -39,14 +33,13 @@ def _dist(x) -> tuple[float, float, float]:
 
 def applies(scan) -> bool:
     """The table is shown for a scan with a varying ``variant`` column or with the logits curves."""
-    return "variant" in plots.group_keys(scan.rows) or any(k in scan.curves for k in LOGIT_KEYS)
+    return "variant" in scan.group_axes or any(k in scan.curves for k in LOGIT_KEYS)
 
 
 def stats(scan) -> list[dict]:
     """One dict per (task, group): ``group``, ``runs``, ``reached``, ``steps`` and a (p10, median, p90) triple per
     measure (see the module docstring)."""
-    rows = scan.rows
-    by_group = plots.groups(rows, plots.group_keys(rows))
+    rows, by_group = scan.rows, scan.groups
     have = [k for k in LOGIT_KEYS if k in scan.curves]
     out = []
     for (task, label), idx in by_group.items():
@@ -57,7 +50,7 @@ def stats(scan) -> list[dict]:
              "train_acc": _dist([m["final_train_acc"] for m in members]),
              "val_acc": _dist([m["final_val_acc"] for m in members])}
         for k in have:
-            d[k] = _dist(_last_finite(scan.curves[k][idx]))
+            d[k] = _dist(last_finite(scan.curves[k][idx]))
         if "softmax_collapse" in have:
             sc = scan.curves["softmax_collapse"][idx]
             d["sc_peak"] = _dist(np.where(np.isfinite(sc).any(1), np.nanmax(np.where(np.isfinite(sc), sc, -np.inf),

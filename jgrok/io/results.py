@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import rungroup, stats
+from jgrok import rungroup
 from jgrok.tasks import kinds
 from jgrok.tasks.kinds import THRESHOLD, first_step_above, last_finite  # noqa: F401 - read through this module
 
@@ -180,8 +180,31 @@ def atomic_text(path: Path, text: str) -> None:
 
 
 def read_summary(path: Path) -> list[dict]:
+    """summary.csv as csv gives it (strings; '' where empty), for copying it on; readers want ``parse_summary``."""
     with open(path, newline="") as f:
         return [dict(r) for r in csv.DictReader(f)]
+
+
+def parse_value(v):
+    """A summary.csv cell with its type: '' -> None, 'True'/'False' -> bool, then int, float, or the string itself.
+    Values that are not strings are returned as they are, so parsing twice changes nothing."""
+    if not isinstance(v, str):
+        return v
+    if v == "":
+        return None
+    if v in ("True", "False"):
+        return v == "True"
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
+def parse_summary(rows: list[dict]) -> list[dict]:
+    """Summary rows with every cell typed by ``parse_value`` (the one parser every reader of summary.csv uses)."""
+    return [{k: parse_value(v) for k, v in r.items()} for r in rows]
 
 
 def npz_rows(path, key: str, idx) -> np.ndarray:
@@ -222,89 +245,6 @@ def _atomic(path: Path, write_fn) -> None:
 def by_group(summary: list[dict]) -> dict[str, list[dict]]:
     """Runs of a summary by run-group label (jgrok.rungroup.by_label's order), in run order within each."""
     return {label: [summary[i] for i in idx] for label, idx in rungroup.by_label(summary).items()}
-
-
-def distribution_lines(summary: list[dict], budget: int, top: int = 5) -> list[str]:
-    """The end-of-scan report: per group, quantiles of steps to 99% val acc and the share that reached it (for a
-    regression: of the epoch of the val-loss drop, and the share of runs with one)."""
-    if is_regression(summary):
-        return _drop_lines(summary, top)
-    lines = []
-    for label, members in by_group(summary).items():
-        reached = np.array([int(m["reached_val_99"]) for m in members], bool)
-        g = stats.grok_time([float(m["step_val_acc_99"]) for m in members], reached, budget)
-        steps = np.array([m["step_val_acc_99"] for m in members if int(m["reached_val_99"])], float)
-        div = sum(1 for m in members if m["diverged_step"] != "")
-        head = f"{label}: {stats.fmt_share(g['k'], g['n'])} of runs reached 99% val acc"
-        if div:
-            head += f", {div} diverged"
-        lines.append(head)
-        if div:
-            diverged = sorted((m for m in members if m["diverged_step"] != ""), key=lambda m: m["run"])
-            lines.append("  diverged (loss or parameters not finite; frozen from then on): " + ", ".join(
-                f"run {m['run']} (seed {m['seed']}) at update {int(m['diverged_step']) + 1}" for m in diverged[:top])
-                + (f", ... ({div - top} more in summary.csv)" if div > top else ""))
-        if len(steps):
-            lines.append("  steps to 99% val acc among them: p10 {:.0f}  p25 {:.0f}  median {:.0f}  p75 {:.0f}  "
-                         "p90 {:.0f}  (budget {})".format(*(g[f"p{q}"] for q in stats.QUANTILES), budget))
-            lines.append(f"  steps to 99% val acc: {stats.fmt_mean_reached(g)}; Kaplan-Meier median "
-                         f"{stats.fmt_median(g)} (never-reached runs censored at the budget)")
-            fastest = sorted(members, key=lambda m: (m["step_val_acc_99"], m["run"]))[:top]
-            lines.append("  fastest runs: " + ", ".join(
-                f"run {m['run']} (seed {m['seed']}) at {m['step_val_acc_99']}" for m in fastest
-                if int(m["reached_val_99"])))
-        lines += ["  " + line for line in threshold_lines(members)]
-    lines += logrank_lines(summary, budget)
-    return lines
-
-
-def threshold_lines(members: list[dict]) -> list[str]:
-    """One line per extra threshold (train.thresholds) for a group of summary rows: how many runs reached it and
-    the quartiles of their steps to it (runs that never reached it are left out of the quartiles)."""
-    lines = []
-    for col in (k for k in threshold_columns(members) if k.startswith("step_val_acc_")):
-        label = col[len("step_val_acc_"):]
-        got = np.array([int(m[col]) for m in members if int(m[f"reached_val_{label}"])], float)
-        line = f"{len(got)}/{len(members)} runs reached {label}% val acc"
-        if len(got):
-            line += "; steps to it: p25 {:.0f}  median {:.0f}  p75 {:.0f}".format(*np.percentile(got, [25, 50, 75]))
-        lines.append(line)
-    return lines
-
-
-def logrank_lines(summary: list[dict], budget: int) -> list[str]:
-    """Per task with several run groups: the log-rank test of steps to 99% val acc between them (jgrok.stats)."""
-    out = []
-    groups = by_group(summary)
-    for task in dict.fromkeys(str(m["task"]) for m in summary):
-        members = [g for g in groups.values() if str(g[0]["task"]) == task]
-        if len(members) > 1:
-            res = stats.logrank_steps([[float(m["step_val_acc_99"]) for m in g] for g in members],
-                                      [[int(m["reached_val_99"]) for m in g] for g in members], budget)
-            out.append(f"{task}: steps to 99% val acc between its {len(members)} run groups: {stats.fmt_logrank(res)}")
-    return out
-
-
-def _drop_lines(summary: list[dict], top: int) -> list[str]:
-    lines = []
-    for label, members in by_group(summary).items():
-        n = len(members)
-        hit = [m for m in members if int(m["dropped"])]
-        vals = np.array([float(m["final_val_loss"]) for m in members])
-        head = (f"{label}: {len(hit)}/{n} runs had a sudden val-loss drop; final val loss (MSE of log2 h) "
-                f"median {np.nanmedian(vals):.4g}" if np.isfinite(vals).any() else
-                f"{label}: {len(hit)}/{n} runs had a sudden val-loss drop")
-        div = sum(1 for m in members if m["diverged_step"] != "")
-        lines.append(head + (f", {div} diverged" if div else ""))
-        if hit:
-            ep = np.array([float(m["drop_epoch"]) for m in hit])
-            q = np.percentile(ep, [10, 50, 90])
-            lines.append("  drop epoch among them: p10 {:.0f}  median {:.0f}  p90 {:.0f}".format(*q))
-            first = sorted(hit, key=lambda m: (float(m["drop_epoch"]), int(m["run"])))[:top]
-            lines.append("  earliest drops: " + ", ".join(
-                f"run {m['run']} (seed {m['seed']}) at epoch {float(m['drop_epoch']):.0f} "
-                f"(x{float(m['drop_factor']):.3g})" for m in first))
-    return lines
 
 
 def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:

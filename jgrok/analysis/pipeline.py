@@ -1,4 +1,6 @@
-"""The analysis of one results folder, end to end: what ``python -m jgrok.analyze`` runs."""
+"""The analysis pipeline of one results folder, end to end: what ``python -m jgrok.analyze`` runs. It plans the
+runs to train (chaos floor, chimeras), trains them, then calls each analysis (seeds, variance, spikes, chaos,
+chimera, progress, Fourier, variants) and writes OUT/analysis/report.md from their parts."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jgrok import plots, results_folder, runids, stats
+from jgrok import results_folder, runids, scandata, stats
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
 from jgrok.analysis import fourier
@@ -80,11 +82,11 @@ def _fourier_runs(spec, rows):
 
 def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=None, data_seeds=None,
             fourier_runs="auto", overwrite=False, progress=True) -> Path:
-    """Write OUT/analysis/report.md (with its tables and figures) for a scan loaded by jgrok.plots.load_scan;
+    """Write OUT/analysis/report.md (with its tables and figures) for a scan read by ``jgrok.open_scan(OUT).data()``;
     train the chaos-floor and chimera runs first when asked. Returns the report's path."""
     out = scan.out
     adir, tdir, pdir = out / "analysis", out / "analysis" / "tables", out / "analysis" / "plots"
-    by_group = plots.groups(scan.rows, plots.group_keys(scan.rows))
+    by_group = scan.groups
     layouts = {}
     for (task, label), idx in by_group.items():  # label: the run group's (jgrok.rungroup), which starts with the task
         lay = seeds.seed_layout(task, label, scan.rows, idx, scan.budget)
@@ -100,7 +102,7 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         d.mkdir(parents=True, exist_ok=True)
     _train_plans(chaos_plan, chim_plan, progress)
 
-    parts = [_variants_part(scan, tdir), _seeds_part(layouts, scan.budget, factor, B, bseed, tdir, pdir),
+    parts = [_variants_part(scan, tdir), _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir),
              _spikes_part(scan, spike_cfg, tdir, pdir), _chaos_part(adir / "chaos.csv", layouts),
              _chimera_part(adir / "chimera.csv", scan.budget, tdir, pdir),
              _progress_part(scan, by_group, B, bseed, fourier_runs, tdir, pdir)]
@@ -144,8 +146,9 @@ def _variants_part(scan, tdir) -> tuple[list[str], list[str]]:
     return head, body
 
 
-def _seeds_part(layouts, budget, factor, B, bseed, tdir, pdir) -> tuple[list[str], list[str]]:
+def _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir) -> tuple[list[str], list[str]]:
     """Seed grids, super seeds and variance per run group."""
+    budget, times = scan.budget, scan.grok_times()
     head: list[str] = []
     body = ["## Seed grids, super seeds and variance", "",
             f"Steps to 99% val acc = first eval step with val acc > 0.99; runs that never got there count at the "
@@ -168,7 +171,7 @@ def _seeds_part(layouts, budget, factor, B, bseed, tdir, pdir) -> tuple[list[str
             body += ["Model seed and data seed do not vary independently here (scan with --seeds and --data-seeds "
                      "for a grid), so there is no per-data-seed analysis or variance decomposition.", ""]
         body += _links(rep.seed_figures(g, lay, res, pdir, budget)) + [""]
-        t = stats.grok_time(lay.steps, lay.reached, budget)
+        t = times[g]
         line = (f"- **{g}**: {stats.fmt_share(t['k'], t['n'])} of runs reached 99% val acc (median "
                 f"{stats.fmt_num(t['p50'])} steps {stats.REACHED_NOTE.format(k=t['k'])}; Kaplan-Meier median "
                 f"{stats.fmt_median(t)}); super runs {res['n_super']}/{res['n']} = {rep.pct(res['share'])} "
@@ -180,15 +183,9 @@ def _seeds_part(layouts, budget, factor, B, bseed, tdir, pdir) -> tuple[list[str
     return head, body
 
 
-def _steps99(rows) -> tuple[np.ndarray, np.ndarray]:
-    """(steps to 99% val acc, reached) of summary rows."""
-    return (np.array([float(r["step_val_acc_99"]) for r in rows]),
-            np.array([bool(r["reached_val_99"]) for r in rows]))
-
-
 def _spikes_part(scan, spike_cfg, tdir, pdir) -> tuple[list[str], list[str]]:
     """Slingshots and loss spikes."""
-    steps99, reached = _steps99(scan.rows)
+    steps99, reached = scandata.steps_reached(scan.rows, range(len(scan.rows)))
     runs = np.array([r["run"] for r in scan.rows])
     step_loss = open_scan(scan.out).rows_of("step_loss", runs) if spike_cfg.curve == "step_loss" else None
     sp = spikes.analyse(scan.curves, scan.eval_step_E, step_loss, steps99, reached, runs, spike_cfg)
@@ -250,7 +247,7 @@ def _progress_part(scan, by_group, B, bseed, fourier_runs, tdir, pdir) -> tuple[
              f"{progress_mod.EARLY_SHARE:.0%} of the budget (jgrok.analysis.progress). Reference curves are the "
              "scan's own.", ""]
     head = []
-    steps99, reached = _steps99(scan.rows)
+    steps99, reached = scandata.steps_reached(scan.rows, range(len(scan.rows)))
     for (task, g), idx in by_group.items():  # g: the run group's label, which starts with the task
         curves = {k: v[idx] for k, v in scan.curves.items()}
         tab = progress_mod.what_moves_first(curves, scan.eval_step_E, steps99[idx], reached[idx], scan.budget, B,
