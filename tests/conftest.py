@@ -1,22 +1,16 @@
 """Shared tiny configs. Tests run on CPU in seconds; compiled programs are shared through jgrok.engine's cache,
-so tests that use the same config and lane width compile once per process, and through one persistent compilation
-cache per test session, so that pytest-xdist workers and the scans that tests run as subprocesses (which inherit the
-environment) load what another process compiled instead of compiling it again. A loaded executable is the compiled
-one, so results stay bit-identical."""
+so tests that use the same config and lane width compile once per process, and through a persistent compilation
+cache (see pytest_configure). A loaded executable is the compiled one, so results stay bit-identical."""
 
 import atexit
 import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JGROK_RATES", "off")  # tests keep no speed cache in the home folder (jgrok.io.rates)
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set before jax is imported; a user's own cache is kept
-    _JIT_CACHE = tempfile.mkdtemp(prefix="jgrok-tests-jit-")
-    atexit.register(shutil.rmtree, _JIT_CACHE, True)  # by the process that made it (xdist's controller)
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=_JIT_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
 
 import pytest  # noqa: E402
 
@@ -58,6 +52,35 @@ def params_of(res, run_id):
 
     i = [r["run"] for r in res.rows].index(run_id)
     return jax.tree.map(lambda x: x[i], res.final_params)
+
+
+JIT_CACHE_MAX_BYTES = 1 << 30  # a cache grown past this (old programs of earlier runs) starts again empty
+
+
+def pytest_configure(config):
+    """One persistent compilation cache for the session: pytest-xdist workers and the scans that tests run as
+    subprocesses (both inherit the environment) load what another process compiled instead of compiling it again.
+    It lives in pytest's cache folder, so that a later run loads what this one compiled (``--cache-clear`` empties
+    it); with the cache plugin off (``-p no:cacheprovider``) it is a temporary folder, removed at the end. A
+    JAX_COMPILATION_CACHE_DIR set by the user (or by xdist's controller) is kept."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        return
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        path = cache.mkdir("jgrok-jit")
+        if sum(f.stat().st_size for f in path.iterdir() if f.is_file()) > JIT_CACHE_MAX_BYTES:
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True, exist_ok=True)
+    else:
+        path = Path(tempfile.mkdtemp(prefix="jgrok-tests-jit-"))
+        atexit.register(shutil.rmtree, path, True)  # by the process that made it (xdist's controller)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=str(path), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    import jax  # imported already (jgrok.config): tell it too, before the first compilation
+
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
