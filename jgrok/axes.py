@@ -25,9 +25,10 @@ Roles:
 
 The order of REGISTRY is the order of the command-line flags in ``--help``. Two other orders are part of saved
 results, so each entry states its place in them: ``nest`` (the product order, 0 outermost: a run's id is its row
-number in the product, so changing it renumbers the runs of every saved grid; a new axis nests just outside the
-seeds) and ``column`` (the runs table's and summary.csv's columns; a new axis takes the next number after the
-last).
+number in the product of the axes in its grid, so changing the relative order of two axes renumbers the runs of
+saved grids; a new axis usually nests just outside the seeds, which then move up by one, leaving every grid
+without the new axis numbered as before) and ``column`` (the runs table's and summary.csv's columns; a new axis
+takes the next number after the last).
 """
 
 from __future__ import annotations
