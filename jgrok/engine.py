@@ -85,9 +85,9 @@ def _abstract_wave(prog: train.Program, W: int):
 
 def abstract_data(prog: train.Program):
     """Shapes and dtypes of a program's task table (inputs, targets) as a chunk receives it, as its task kind
-    says (jgrok.tasks.kinds): for a classification int32 tokens [N, 4] and int32 labels [N]; for a regression
+    says (jgrok.tasks.kinds): for a classification int32 tokens [N, T] and int32 labels [N]; for a regression
     float32 features [N, F] (F = ``prog.n_inputs``) and float32 targets [N]."""
-    return prog.kind.abstract_data(prog.n_rows, prog.n_inputs)
+    return prog.kind.abstract_data(prog)
 
 
 def measured_lane_bytes(prog: train.Program, K: int, widths=(2, 4)) -> tuple[int, int] | None:

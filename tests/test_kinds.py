@@ -69,3 +69,18 @@ def test_memory_estimate_counts_the_optimisers_state():
     assert engine.per_run_bytes(ema) - engine.per_run_bytes(adamw) == 4 * (engine.optimiser_floats(ema)
                                                                            - engine.optimiser_floats(adamw))
     assert jax.tree.leaves(adamw.model.shapes)
+
+
+def test_a_programs_abstract_data_has_its_tables_shapes_for_every_vocabulary():
+    """The engine compiles chunks for its memory estimate from abstract shapes alone; they must be the shapes of
+    the table the chunk is then given (the nanda vocabulary writes 3 tokens an example, the others 4)."""
+    from jgrok.tasks import algorithmic
+
+    for vocab in algorithmic.VOCABS:
+        cfg = config.load("tiny_cpu")
+        cfg = config.set_path(cfg, "task.vocab", vocab)
+        cfg = config.set_path(cfg, "task.name", "x_plus_y")
+        [(prog, table, _)] = grid.programs(cfg, grid.expand(cfg))
+        x, y = engine.abstract_data(prog)
+        assert (x.shape, y.shape) == (table.inputs.shape, table.targets.shape), vocab
+        assert (x.dtype, y.dtype) == (table.inputs.dtype, table.targets.dtype), vocab

@@ -89,6 +89,11 @@ class Vocab:
     full_output: bool  # the output layer scores every token (label = token of c), else the p elements (label = c)
     signed: bool = False  # operands 1..p and c = Julia rem(f(a, b), p) in -(p-1)..p-1
 
+    @property
+    def n_tokens(self) -> int:
+        """T, the tokens of one example: [a, o, b, =], or [a, b, =] without an operator token."""
+        return 4 if self.op is not None else 3
+
     def inputs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """int64[N, T] token sequences of operand values a, b."""
         n = len(a)
@@ -111,6 +116,11 @@ def vocab(name: str, n_elems: int) -> Vocab:
     if name == "nanda":  # elements, then "=" = p; no operator token; the unembedding scores all p + 1 tokens
         return Vocab(name, offset=0, op=None, eq=p, size=p + 1, full_output=True)
     raise ConfigError(f"task.vocab '{name}' is unknown; use one of {', '.join(VOCABS)}.")
+
+
+def n_tokens(cfg) -> int:
+    """T, the tokens per example of a task with task settings ``cfg`` (jgrok.config.TaskConfig)."""
+    return vocab(getattr(cfg, "vocab", "template"), 2).n_tokens
 
 
 def is_prime(p: int) -> bool:
@@ -142,7 +152,7 @@ def check_task(name: str, cfg) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """All pairs of one operation. ``inputs[N, 4]`` int32 tokens, ``targets[N]`` int32 labels."""
+    """All pairs of one operation. ``inputs[N, T]`` int32 tokens (T = ``vocab.n_tokens``), ``targets[N]`` int32 labels."""
 
     name: str
     inputs: np.ndarray

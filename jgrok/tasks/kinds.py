@@ -64,8 +64,8 @@ class TaskKind:
         """The Program's sizes of a table: n_inputs (input width), n_out, n_rows, n_train, n_groups."""
         raise NotImplementedError
 
-    def abstract_data(self, n_rows: int, n_inputs: int):
-        """Shapes and dtypes of (inputs, targets) as a chunk receives them."""
+    def abstract_data(self, prog):
+        """Shapes and dtypes of (inputs, targets) of program ``prog``'s table as a chunk receives them."""
         raise NotImplementedError
 
     def split(self, prog, split_key):
@@ -122,8 +122,9 @@ class Classification(TaskKind):
         return dict(n_inputs=table.n_vocab, n_out=table.n_out, n_rows=table.n_pairs, n_train=table.n_train,
                     n_groups=1)
 
-    def abstract_data(self, n_rows: int, n_inputs: int):
-        return jax.ShapeDtypeStruct((n_rows, 4), jnp.int32), jax.ShapeDtypeStruct((n_rows,), jnp.int32)
+    def abstract_data(self, prog):  # int32 tokens [N, T] (T = 3 for the nanda vocabulary, else 4), labels [N]
+        T = algorithmic.n_tokens(prog.cfg.task)
+        return jax.ShapeDtypeStruct((prog.n_rows, T), jnp.int32), jax.ShapeDtypeStruct((prog.n_rows,), jnp.int32)
 
     def split(self, prog, split_key):
         if prog.cfg.task.split == "ordered":  # the first n_train pairs of the table train, the rest validate
@@ -169,8 +170,9 @@ class Regression(TaskKind):
         return dict(n_inputs=table.n_features, n_out=1, n_rows=table.n_rows, n_train=table.n_train,
                     n_groups=len(table.groups))
 
-    def abstract_data(self, n_rows: int, n_inputs: int):
-        return jax.ShapeDtypeStruct((n_rows, n_inputs), jnp.float32), jax.ShapeDtypeStruct((n_rows,), jnp.float32)
+    def abstract_data(self, prog):  # float32 features [N, F] (F = prog.n_inputs), targets [N]
+        return (jax.ShapeDtypeStruct((prog.n_rows, prog.n_inputs), jnp.float32),
+                jax.ShapeDtypeStruct((prog.n_rows,), jnp.float32))
 
     def split(self, prog, split_key):
         """The training rows (``n_train / n_groups`` drawn from every group's block), then the validation rows
