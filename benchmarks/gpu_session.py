@@ -607,7 +607,7 @@ def mheight_run(v: dict, work: Path, tiny: bool) -> dict:
     scan, wall = run_scan(v["argv"], work / "scan")
     val, steps = scan.curves("val_loss")
     train_, _ = scan.curves("train_loss")
-    per_epoch = max(1, int(scan.config.train.steps) // int(v["argv"][-1]))
+    per_epoch = max(1, int(steps[-1]) // int(v["argv"][-1]))  # the last evaluation is after the last update
     table = []
     for i, r in enumerate(scan.summary):
         j = int(np.nanargmax(-np.diff(np.log(np.maximum(val[i], 1e-12))))) + 1 if val.shape[1] > 1 else 0
@@ -897,6 +897,7 @@ def session(a) -> int:
     names = a.only or [it.name for it in ITEMS]
     installed = install_wheels(work)
     os.environ["GPU_SESSION_CACHE"] = str(work / "jax_cache")
+    os.environ.setdefault("JGROK_DATA", str(work / "data"))  # the m-height data, unless a cache is given
     env = spawn("environment", "environment", {}, work, log, 120)
     device = ", ".join(d["kind"] for d in env.get("devices", [])) or "unknown"
     env["wheels"] = installed

@@ -118,7 +118,8 @@ def test_carried_wheels_install_without_an_index(tmp_path):
     does not: the device's Python 3.12 / jax 0.11 / CUDA (this venv has this machine's Python and the newest jax
     for it), or that no network is reached (pip's --no-index is the guard)."""
     image = tmp_path / "image"
-    deps = ["jax", "flax", "optax", "orbax-checkpoint", "numpy", "pyyaml", "matplotlib", "protobuf", "packaging"]
+    deps = ["jax", "flax", "optax", "orbax-checkpoint", "numpy", "pyyaml", "matplotlib", "scipy", "protobuf",
+            "packaging"]
     dl = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(image), *deps],
                         capture_output=True, text=True, timeout=1200)
     if dl.returncode != 0:
