@@ -660,13 +660,14 @@ def grokfast_run(v: dict, work: Path, tiny: bool) -> dict:
 
 
 def quartiles(steps) -> dict:
-    """Median, quartiles and the fewest of a list of steps ({} when empty)."""
+    """Median, quartiles, mean and the fewest of a list of steps ({} when empty)."""
     import numpy as np
 
     if not len(steps):
         return {}
     q1, med, q3 = np.percentile(steps, [25, 50, 75])
-    return {"median": float(med), "q1": float(q1), "q3": float(q3), "fastest": float(np.min(steps))}
+    return {"median": float(med), "q1": float(q1), "q3": float(q3), "mean": float(np.mean(steps)),
+            "fastest": float(np.min(steps))}
 
 
 def torch_grokfast(kind: str, v: dict, source: int) -> dict:
