@@ -258,6 +258,9 @@ def spawn(kind: str, name: str, params: dict, work: Path, log, timeout: float, e
         proc.wait()
         reader.join(5)
         return {"timed_out": True, "error": f"killed after its {timeout:.0f} s", "log_tail": "".join(tail)[-3000:]}
+    except BaseException:  # Ctrl-C or SIGTERM (see session): the child's group goes with this process
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
     reader.join(5)
     if rfile.exists():
         return json.loads(rfile.read_text())
@@ -890,7 +893,10 @@ def calibrate(measured: dict, name: str, res: dict) -> None:
 
 
 def session(a) -> int:
+    import signal
+
     t0 = time.time()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # ends the running item's processes too (spawn)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(a.work or tempfile.mkdtemp(prefix="gpu_session_"))
