@@ -182,7 +182,8 @@ def group_stats(scan, step_col: str = "step_val_acc_99", reached_col: str = "rea
     for key, rs in groups.items():
         steps = np.array([float(r[step_col]) for r in rs if str(r[reached_col]) in ("1", "True", "true")])
         row = {"group": " ".join(f"{k}={v}" for k, v in zip(keys, key)) or "all", "runs": len(rs),
-               "reached": len(steps), "lanes": int(float(rs[0]["lanes"]))}
+               "reached": len(steps), "lanes": int(float(rs[0]["lanes"])),
+               "final val acc (median)": float(np.median([float(r.get("final_val_acc") or "nan") for r in rs]))}
         out.append(dict(row, **quartiles(steps)))
     return out
 
