@@ -10,8 +10,9 @@ when tensorboardX is missing and ``.whl/`` holds wheels (benchmarks/gpu_wheels.s
 folder alone into a temporary --target and put on the path; the scans run with ``--no-tensorboard`` either way.
 
 It prints the environment, then takes the items of ITEMS in order (``--only`` picks some). Each item has
-variants, largest first; the first whose estimated time fits in what is left of ``--budget-s`` runs, in its own
-process with the time left as its hard timeout; an item none of whose variants fits is recorded as skipped. Every
+variants, largest first; the largest whose estimated time fits in what is left of ``--budget-s`` and still leaves
+the next item's smallest variant its time runs (else the largest that fits at all), in its own process with the
+time left as its hard timeout; an item none of whose variants fits is recorded as skipped. Every
 result (done, skipped, failed, timed out) is appended as it finishes to ``OUT/results.jsonl`` (one JSON object per
 line) and ``OUT/results.md``, so a call cut off at its limit still returns what it finished. One item failing
 records its error, and the session goes on.
@@ -359,6 +360,8 @@ def throughput_variants(tiny: bool) -> list[dict]:
                  "torch_steps": 20}]
     return [{"label": "S 1..2048; torch eager, compile, vmap 64/256", "sizes": [1, 64, 256, 1024, 2048],
              "torch": {"eager": [2], "compile": [2], "vmap": [64, 256]}, "torch_steps": 200},
+            {"label": "S 1,256,2048; torch eager, compile, vmap 256", "sizes": [1, 256, 2048],
+             "torch": {"eager": [2], "compile": [2], "vmap": [256]}, "torch_steps": 200},
             {"label": "S 1,256,2048; torch eager", "sizes": [1, 256, 2048], "torch": {"eager": [2]},
              "torch_steps": 200}]
 
@@ -752,11 +755,20 @@ BY_NAME = {it.name: it for it in ITEMS}
 PARTS = {"attention_part": attention_part, "bitexact_part": bitexact_part}
 
 
-def choose(item: Item, tiny: bool, left: float, measured: dict | None = None) -> dict:
-    """The item's first variant whose estimate fits in ``left`` seconds, with every variant's estimate; the
-    decision and its reason in words."""
+def smallest(name: str | None, tiny: bool, measured: dict | None = None) -> float:
+    """The estimate of an item's smallest variant (0 for no item)."""
+    if name is None:
+        return 0.0
+    item = BY_NAME[name]
+    return seconds(item.cost(item.variants(tiny)[-1], tiny), rates(tiny, measured))
+
+
+def choose(item: Item, tiny: bool, left: float, measured: dict | None = None, reserve: float = 0.0) -> dict:
+    """The item's first (largest) variant whose estimate fits in ``left`` seconds while leaving ``reserve`` for
+    the next item's smallest variant; else its first variant that fits at all; with every variant's estimate and
+    the decision in words."""
     r = rates(tiny, measured)
-    tried = []
+    tried, fits = [], []
     for v in item.variants(tiny):
         c = item.cost(v, tiny)
         est = seconds(c, r)
@@ -764,8 +776,13 @@ def choose(item: Item, tiny: bool, left: float, measured: dict | None = None) ->
                       "tflop": round(sum(c.flops.values()) / 1e12, 3), "programs": c.programs,
                       "processes": c.processes, "note": c.note})
         if est <= left:
-            return {"item": item.name, "fits": True, "variant": v, "estimate_s": est, "tried": tried,
-                    "rates": r["source"], "why": f"{v['label']}: {est:.0f} s <= {left:.0f} s left"}
+            fits.append((v, est))
+    both = [(v, est) for v, est in fits if est + reserve <= left]
+    if both or fits:
+        v, est = (both or fits)[0]
+        spare = f", leaving the next item's {reserve:.0f} s" if both and reserve else ""
+        return {"item": item.name, "fits": True, "variant": v, "estimate_s": est, "tried": tried,
+                "rates": r["source"], "why": f"{v['label']}: {est:.0f} s <= {left:.0f} s left{spare}"}
     return {"item": item.name, "fits": False, "variant": None, "estimate_s": None, "tried": tried,
             "rates": r["source"], "why": f"no variant fits in {left:.0f} s (smallest: {tried[-1]['estimate_s']:.0f} s)"}
 
@@ -773,8 +790,9 @@ def choose(item: Item, tiny: bool, left: float, measured: dict | None = None) ->
 def plan(names: list[str], budget: float, tiny: bool, measured: dict | None = None, used: float = 0.0) -> list[dict]:
     """What a session of ``budget`` seconds would run, in order, assuming each item takes its estimate."""
     out = []
-    for name in names:
-        d = choose(BY_NAME[name], tiny, budget - used, measured)
+    for i, name in enumerate(names):
+        nxt = names[i + 1] if i + 1 < len(names) else None
+        d = choose(BY_NAME[name], tiny, budget - used, measured, smallest(nxt, tiny, measured))
         used += d["estimate_s"] or 0.0
         out.append(d)
     return out
@@ -915,10 +933,11 @@ def session(a) -> int:
     record(out, dict(base, item="environment", title="the machine", compare="-", status="done",
                      result={"table": env_table, "devices": env.get("devices")}))
     measured: dict = {}
-    for name in names:
+    for i, name in enumerate(names):
         item = BY_NAME[name]
         left = a.budget_s - (time.time() - t0) - 5
-        d = choose(item, a.tiny, left, measured)
+        nxt = names[i + 1] if i + 1 < len(names) else None
+        d = choose(item, a.tiny, left, measured, smallest(nxt, a.tiny, measured))
         rec = dict(base, item=name, title=item.title, compare=item.compare, why=d["why"], rates=d["rates"],
                    estimate_s=d["estimate_s"], variant=d["variant"] and d["variant"]["label"], tried=d["tried"])
         if not d["fits"]:

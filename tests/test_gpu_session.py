@@ -40,16 +40,24 @@ def _records(out: Path) -> list[dict]:
 
 def test_budget_picks_the_largest_variant_that_fits_and_skips_what_does_not():
     item = gs.BY_NAME["throughput"]
-    big, small = (gs.seconds(item.cost(v, False), gs.rates(False)) for v in item.variants(False))
+    big, small = (gs.seconds(item.cost(v, False), gs.rates(False)) for v in item.variants(False)[:2])
     assert big > small > 0
     assert gs.choose(item, False, big + 1)["variant"]["label"] == item.variants(False)[0]["label"]
     mid = gs.choose(item, False, (big + small) / 2)
     assert mid["fits"] and mid["variant"]["label"] == item.variants(False)[1]["label"]
-    none = gs.choose(item, False, small - 1)
+    least = min(gs.seconds(item.cost(v, False), gs.rates(False)) for v in item.variants(False))
+    none = gs.choose(item, False, least - 1)
     assert not none["fits"] and none["variant"] is None and "no variant fits" in none["why"]
     # items after one that used the budget are planned against what is left
-    decisions = gs.plan(["throughput", "bitexact"], big + 1, False)
+    decisions = gs.plan(["throughput", "bitexact"], least + 1, False)
     assert decisions[0]["fits"] and not decisions[1]["fits"]
+    # a smaller variant is taken where the larger would leave no room for the next item's smallest one
+    nxt = gs.smallest("bitexact", False)
+    assert nxt > 0
+    d = gs.choose(item, False, small + nxt + 1, reserve=nxt)
+    assert d["variant"]["label"] == item.variants(False)[1]["label"] and "leaving the next item's" in d["why"]
+    decisions = gs.plan(["throughput", "bitexact"], big + nxt + 1, False)
+    assert decisions[0]["variant"]["label"] == item.variants(False)[0]["label"] and decisions[1]["fits"]
 
 
 def test_measured_rates_replace_the_assumed_ones():
