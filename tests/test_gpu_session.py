@@ -4,7 +4,6 @@ CPU through the same code path as on the GPU (so the script cannot rot between l
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 import venv
@@ -117,42 +116,54 @@ def test_tiny_session_writes_a_result_for_every_item(tmp_path):
     assert all(row["same scan twice identical"] and row["--only identical"] for row in bit["table"]), bit
 
 
+def _image_without_tensorboardx(tmp_path: Path) -> Path:
+    """A fresh venv (no system site-packages, no pip of its own) that sees this interpreter's packages except
+    tensorboardX: one .pth line names a folder of links to every entry of this interpreter's site-packages but
+    tensorboardX's (the .pth files among them are not processed there, so jgrok comes only from PYTHONPATH)."""
+    import site
+
+    src = Path(next(p for p in site.getsitepackages() if (Path(p) / "jax").is_dir()))
+    farm = tmp_path / "image-site"
+    farm.mkdir()
+    for entry in src.iterdir():
+        if not entry.name.lower().startswith("tensorboardx"):
+            (farm / entry.name).symlink_to(entry)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=False)
+    py = env_dir / "bin" / "python"
+    own = subprocess.run([str(py), "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    (Path(own) / "image.pth").write_text(str(farm) + "\n")
+    return py
+
+
 @pytest.mark.slow
 def test_carried_wheels_install_without_an_index(tmp_path):
-    """The install path of the device call, as close to the device image as this machine allows: a fresh venv
-    (no system site-packages) gets jgrok's dependencies except tensorboardX from a local folder only
-    (pip --no-index --find-links, filled beforehand by `pip download`, which needs the network and skips the test
-    without it); benchmarks/gpu_wheels.sh fills a wheel folder; the session, started with that venv's Python,
-    finds no tensorboardX, installs the carried wheel with no index into its work folder, and its children import
-    it. What it proves: the carried wheel and the install step suffice where the image lacks tensorboardX. What it
-    does not: the device's Python 3.12 / jax 0.11 / CUDA (this venv has this machine's Python and the newest jax
-    for it), or that no network is reached (pip's --no-index is the guard)."""
-    image = tmp_path / "image"
-    deps = ["jax", "flax", "optax", "orbax-checkpoint", "numpy", "pyyaml", "matplotlib", "scipy", "protobuf",
-            "packaging"]
-    dl = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(image), *deps],
-                        capture_output=True, text=True, timeout=1200)
-    if dl.returncode != 0:
-        pytest.skip(f"pip download failed (no network?): {dl.stderr[-300:]}")
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
-    py = env_dir / "bin" / "python"
-    inst = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(image), *deps],
-                          capture_output=True, text=True, timeout=1200)
-    assert inst.returncode == 0, inst.stderr[-2000:]
+    """The install path of the device call: the session, started with a Python that has jgrok's dependencies but
+    not tensorboardX (_image_without_tensorboardx: this machine's packages, linked, not downloaded), finds no
+    tensorboardX, installs the wheel that benchmarks/gpu_wheels.sh put in a folder with pip --no-index into its
+    work folder, and its children import it (the environment record) and run an item. What it proves: the carried
+    wheel and the install step suffice where the image lacks tensorboardX. What it does not: the device's Python
+    3.12 / jax 0.11 / CUDA, or that no network is reached (pip's --no-index is the guard). gpu_wheels.sh downloads
+    the wheel (skipped without the network) unless GPU_SESSION_WHEELS names a folder that already holds it."""
+    py = _image_without_tensorboardx(tmp_path)
     assert subprocess.run([str(py), "-c", "import tensorboardX"], capture_output=True).returncode != 0
-    wheels = tmp_path / "whl"
-    fill = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_wheels.sh"), str(wheels)], capture_output=True,
-                          text=True, timeout=600, env=dict(os.environ, PYTHON=str(py)))
-    assert fill.returncode == 0, fill.stdout + fill.stderr
+    assert subprocess.run([str(py), "-c", "import jax, pip"], capture_output=True).returncode == 0
+    wheels = Path(os.environ.get("GPU_SESSION_WHEELS") or tmp_path / "whl")
+    if not any(wheels.glob("tensorboard*.whl")):
+        fill = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_wheels.sh"), str(wheels)], capture_output=True,
+                              text=True, timeout=600, env=dict(os.environ, PYTHON=str(py)))
+        said = (fill.stderr + fill.stdout).lower()
+        if fill.returncode != 0 and any(w in said for w in ("network", "connection", "no matching distribution")):
+            pytest.skip(f"gpu_wheels.sh could not download (no network?): {fill.stderr[-300:]}")
+        assert fill.returncode == 0, fill.stdout + fill.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["GPU_SESSION_WHEELS"] = str(wheels)
     out = tmp_path / "out"
-    r = _run(["--tiny", "--only", "bitexact", "--out", str(out)], 1800, env=env, python=str(py))
+    r = _run(["--tiny", "--only", "superseed", "--out", str(out)], 900, env=env, python=str(py))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     recs = _records(out)
     env_rec = recs[0]["result"]["table"][0]
     assert env_rec["wheels"].startswith("installed tensorboardx"), env_rec
     assert not str(env_rec["tensorboardX"]).startswith("missing"), env_rec
     assert recs[1]["status"] == "done", recs[1].get("error")
-    shutil.rmtree(env_dir, ignore_errors=True)
