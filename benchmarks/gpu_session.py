@@ -325,7 +325,7 @@ def jgrok_rows(dims: dict, sizes: list[int], precision: str, tiny: bool, engine_
         if engine_w:
             lanes = list(dict.fromkeys(lanes + [engine.choose_wave_size(prog, S, engine.n_devices())]))
         for W in lanes:
-            row = throughput.run_jgrok(cfg, S, W)
+            row = throughput.run_jgrok(cfg, S, W, lane_bytes=not tiny)  # the GPU reports its peak bytes
             row.update(precision=precision, W_by="engine" if W != lanes[0] else "S per device")
             rows.append(throughput.peak_share(row, model_flops(prog, table), peak))
             print(f"  jgrok S={S} W={W} {precision}: {row['seed_steps_per_s']:,.0f} seed-steps/s", flush=True)

@@ -86,8 +86,10 @@ def peak_share(row: dict, flops: float, peak: float | None) -> dict:
     return row
 
 
-def run_jgrok(cfg: config_mod.Config, S: int, lanes: int | None = None) -> dict:
-    """S seeds of cfg at W = ``lanes`` lanes per wave (default S / devices: one wave per device)."""
+def run_jgrok(cfg: config_mod.Config, S: int, lanes: int | None = None, lane_bytes: bool = True) -> dict:
+    """S seeds of cfg at W = ``lanes`` lanes per wave (default S / devices: one wave per device). Memory per run:
+    the device's peak where it reports one, else (``lane_bytes``) XLA's analysis of the chunk compiled twice more
+    (engine.measured_lane_bytes; minutes on a loaded CPU, so toy runs turn it off)."""
     cfg = config_mod.with_grid(cfg, seed=list(range(S)))
     rows = grid.expand(cfg)
     (prog, table, members), = grid.programs(cfg, rows)
@@ -112,7 +114,7 @@ def run_jgrok(cfg: config_mod.Config, S: int, lanes: int | None = None) -> dict:
         stats = {}
     if "peak_bytes_in_use" in stats:
         out["bytes_per_run"], out["bytes_source"] = stats["peak_bytes_in_use"] / S, "device peak"
-    else:
+    elif lane_bytes:
         measured = engine.measured_lane_bytes(prog, K)
         if measured is not None:
             out["bytes_per_run"], out["bytes_source"] = measured[1], "xla"
