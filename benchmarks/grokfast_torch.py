@@ -76,25 +76,29 @@ class Twin:
             self.steps = updates
 
 
-def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int = 512, twin: bool = False) -> dict:
+def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int = 512, twin: bool = False,
+        device: str = "cpu") -> dict:
     """One run of main.py's loop; stops at the first epoch whose val acc passes the threshold (with twin, once
-    jgrok's twin has passed it too)."""
+    jgrok's twin has passed it too). On ``device`` "cuda" the model is initialised on the CPU and moved, and every
+    permutation is drawn by the CPU generator, as main.py does, so a seed draws the same numbers on either."""
     wd, make_filter, _ = SETTINGS[kind]
     torch.manual_seed(seed)
     model = ref.Decoder()
     jg = Twin(kind, model) if twin else None
+    model.to(device)
     data = torch.from_numpy(ref.table(97)).long()
     train_idx, valid_idx = torch.randperm(data.shape[1]).split(data.shape[1] // 2)
-    train, valid = data[:, train_idx], data[:, valid_idx]
+    train, valid = data[:, train_idx].to(device), data[:, valid_idx].to(device)
     opt, sched = ref.optimizer(model, wd)
     filt = make_filter()
     per_epoch = math.ceil(train.shape[1] / batch)
     updates, val_acc, done, curve = 0, 0.0, None, []
     for epoch in range(budget // per_epoch):
-        train = train[:, torch.randperm(train.shape[1])]
+        train = train[:, torch.randperm(train.shape[1]).to(device)]
         model.train(True)
         for x in torch.split(train, batch, dim=1):
-            loss = F.cross_entropy(model(x[:-1])[-1], x[-1])
+            with torch.device(device):  # the model's position indices are made on the model's device
+                loss = F.cross_entropy(model(x[:-1])[-1], x[-1])
             model.zero_grad()
             loss.backward()
             filt(model)
@@ -104,7 +108,7 @@ def run(seed: int, kind: str, budget: int, threshold: float = 0.95, batch: int =
             if jg is not None:
                 jg.update(x)
         model.train(False)
-        with torch.no_grad():
+        with torch.no_grad(), torch.device(device):
             hits = sum(int((model(x[:-1])[-1].argmax(-1) == x[-1]).sum()) for x in torch.split(valid, batch, dim=1))
         val_acc = hits / valid.shape[1]
         curve.append(val_acc)

@@ -70,18 +70,30 @@ def experiment(a) -> config_mod.Config:
     return cfg
 
 
-def flops_per_update(cfg: config_mod.Config, n_val: int, n_out: int) -> float:
+def flops_per_update(cfg: config_mod.Config, n_val: int, n_out: int, batch: int | None = None) -> float:
+    """The module docstring's FLOPs/update; ``batch`` replaces train.batch_size (e.g. the train split when
+    sampling is full-batch)."""
     m, tr = cfg.model, cfg.train
     T, d, r = 4, m.d_model, m.mlp_ratio
     fwd = m.n_layers * (2 * T * (4 * d * d + 2 * r * d * d) + 4 * T * T * d) + 2 * d * n_out
-    return 3 * fwd * tr.batch_size + fwd * n_val / tr.eval_every
+    return 3 * fwd * (batch or tr.batch_size) + fwd * n_val / tr.eval_every
 
 
-def run_jgrok(cfg: config_mod.Config, S: int) -> dict:
+def peak_share(row: dict, flops: float, peak: float | None) -> dict:
+    """A measured row with its FLOPs/update, TFLOP/s and share of the device's peak (None where unknown)."""
+    row = dict(row, flops_per_update=flops, tflops=flops * row["seed_steps_per_s"] / 1e12)
+    row["peak_fraction"] = row["tflops"] / peak if peak else None
+    return row
+
+
+def run_jgrok(cfg: config_mod.Config, S: int, lanes: int | None = None, lane_bytes: bool = True) -> dict:
+    """S seeds of cfg at W = ``lanes`` lanes per wave (default S / devices: one wave per device). Memory per run:
+    the device's peak where it reports one, else (``lane_bytes``) XLA's analysis of the chunk compiled twice more
+    (engine.measured_lane_bytes; minutes on a loaded CPU, so toy runs turn it off)."""
     cfg = config_mod.with_grid(cfg, seed=list(range(S)))
     rows = grid.expand(cfg)
     (prog, table, members), = grid.programs(cfg, rows)
-    W = -(-S // engine.n_devices())
+    W = lanes or -(-S // engine.n_devices())
     K = min(cfg.engine.chunk, cfg.train.steps)
     warm_cfg = config_mod.set_path(cfg, "train.steps", str(K))
     (wprog, wtable, wmembers), = grid.programs(warm_cfg, grid.expand(warm_cfg))
@@ -102,7 +114,7 @@ def run_jgrok(cfg: config_mod.Config, S: int) -> dict:
         stats = {}
     if "peak_bytes_in_use" in stats:
         out["bytes_per_run"], out["bytes_source"] = stats["peak_bytes_in_use"] / S, "device peak"
-    else:
+    elif lane_bytes:
         measured = engine.measured_lane_bytes(prog, K)
         if measured is not None:
             out["bytes_per_run"], out["bytes_source"] = measured[1], "xla"
@@ -175,10 +187,7 @@ def main(argv=None) -> dict:
             # reuse the programs compiled in it
             if k in first:
                 row[k] = statistics.median(x[k] for x in all_r)
-        row["flops_per_update"] = flops
-        row["tflops"] = flops * row["seed_steps_per_s"] / 1e12
-        row["peak_fraction"] = row["tflops"] / peak if peak else None
-        table_rows.append(row)
+        table_rows.append(peak_share(row, flops, peak))
     eager = next((r["seed_steps_per_s"] for r in table_rows if r["system"] == "torch eager"), None)
     best_torch = max((r["seed_steps_per_s"] for r in table_rows if r["system"].startswith("torch")), default=None)
 
