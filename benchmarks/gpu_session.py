@@ -168,26 +168,21 @@ def run_scan(argv: list[str], out: Path):
     return jgrok.open_scan(out), wall
 
 
-VARYING = ("task", "variant", "init", "init_scale", "wd", "filter", "precision")
-
-
 def group_stats(scan, step_col: str = "step_val_acc_99", reached_col: str = "reached_val_99") -> list[dict]:
-    """Per run group (the rows sharing every varying non-seed value): runs, how many reached, and the quartiles of
-    steps among those that reached it (steps: the scan's summary column, first evaluation step above the
-    threshold)."""
+    """Per run group (jgrok's run groups and labels, jgrok.scandata.groups): runs, how many reached, and the
+    quartiles of steps among those that reached it (steps: the scan's summary column, first evaluation step above
+    the threshold)."""
     import numpy as np
+    from jgrok import rungroup, scandata
 
-    rows = scan.summary
-    keys = [k for k in VARYING if k in rows[0] and len({r[k] for r in rows}) > 1]
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    rows = scan.summary  # typed (jgrok.io.results.parse_summary)
     out = []
-    for key, rs in groups.items():
-        steps = np.array([float(r[step_col]) for r in rs if str(r[reached_col]) in ("1", "True", "true")])
-        row = {"group": " ".join(f"{k}={v}" for k, v in zip(keys, key)) or "all", "runs": len(rs),
-               "reached": len(steps), "lanes": int(float(rs[0]["lanes"])),
-               "final val acc (median)": float(np.median([float(r.get("final_val_acc") or "nan") for r in rs]))}
+    for (_, label), idx in scandata.groups(rows, rungroup.axes(rows)).items():
+        rs = [rows[i] for i in idx]
+        steps = np.array([float(r[step_col]) for r in rs if r[reached_col]], float)
+        row = {"group": label, "runs": len(rs), "reached": len(steps), "lanes": int(rs[0]["lanes"]),
+               "final val acc (median)": float(np.median([float("nan") if r.get("final_val_acc") is None
+                                                          else float(r["final_val_acc"]) for r in rs]))}
         out.append(dict(row, **quartiles(steps)))
     return out
 
