@@ -159,6 +159,7 @@ class Progress:
         self.t_begin = None
         self.first_chunk_s = float("nan")
         self.last = (0, 0.0)
+        self.compiling = True  # set by ``begin``: whether the first chunk compiles the program
         self.tty = sys.stderr.isatty()
 
     def begin(self, step: int, compiling: bool = True):
@@ -175,7 +176,7 @@ class Progress:
             self.t0, self.done0 = now, step
             if self.t_begin is not None:
                 self.first_chunk_s = now - self.t_begin
-            what = "first chunk (with compilation)" if getattr(self, "compiling", True) else "first chunk"
+            what = "first chunk (with compilation)" if self.compiling else "first chunk"
             rate_txt, eta_txt = f"{what} took {self.first_chunk_s:.1f} s", ""
         else:
             rate = (step - self.done0) * self.n_runs / max(now - self.t0, 1e-9)
