@@ -4,6 +4,10 @@
                                                               progress measures of a scan made with --measures
     python -m jgrok.analyze runs/grid --chaos auto --perturbations 8     + the chaos floor (re-trains runs)
     python -m jgrok.analyze runs/grid --attribute 17 402 --data-seeds 0:4  + layer attribution with chimeras
+    python -m jgrok.analyze runs/wd --compare wd=1 wd=0.5     only: run group A against B (jgrok.compare) and the
+                                                              seeds that takes (jgrok.power) -> OUT/analysis/compare.md
+    python -m jgrok.analyze runs/wd --power --effect 1.5      only: every one-axis comparison and the seeds each
+                                                              needs, also for a named hazard ratio
 
 Tables go to OUT/analysis/tables/*.csv, figures to OUT/analysis/plots/*.png, and the report links both. The
 analyses that train (``--chaos``, ``--attribute``) keep their results in OUT/analysis/chaos.csv and chimera.csv,
@@ -42,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--fourier-runs", default="auto", help="runs whose final Fourier spectrum is shown (scans with --measures "
                                              "fourier): ids, 'auto' (up to 8 spread over the speed ranking), 'all' "
                                              "or 'none'")
+    a("--compare", nargs=2, metavar=("A", "B"), help="compare two run groups, each named by its label or by "
+                                                     "axis=value words ('wd=1', 'init=xavier_uniform'); only that")
+    a("--power", action="store_true", help="the comparisons of run groups that differ in one axis and the seeds per "
+                                           "group each needs at 80%% power (this scan as the pilot); only that")
+    a("--effect", help="also power for this hazard ratio (> 0, not 1; e.g. 1.5) with --compare or --power")
     a("--overwrite", action="store_true", help="re-train chaos/chimera runs whose results already exist")
     a("--quiet", action="store_true", help="no progress bars")
     return p
@@ -106,11 +115,54 @@ def _main(argv) -> int:
     if scan.regression:
         raise ConfigError(f"{scan.out} holds a regression scan (task mheight), which has no steps to 99% val acc "
                           f"to analyse; python -m jgrok.report {scan.out} describes its val-loss drops.")
+    if args.effect is not None and not (args.compare or args.power):
+        raise ConfigError("--effect names the hazard ratio to power for; give it with --compare A B or --power.")
+    effect = _float("--effect", args.effect, 0, open_lo=True) if args.effect is not None else None
+    if effect == 1:
+        raise ConfigError("--effect 1 is no difference, which no number of seeds detects; name a hazard ratio "
+                          "such as 1.5 (or 0.67 for slower).")
+    if args.compare or args.power:
+        return _compare(scan, args.compare, effect)
     from jgrok.analysis import pipeline
 
     path = pipeline.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
                             attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
                             overwrite=args.overwrite, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+def _compare(scan, names, effect) -> int:
+    """--compare A B / --power: print the comparisons and the seeds they need; write OUT/analysis/compare.md."""
+    from jgrok import compare, report
+
+    if names:
+        ka, kb = (compare.find_group(scan.groups, n) for n in names)
+        if ka == kb:
+            raise ConfigError(f"'{names[0]}' and '{names[1]}' name the same run group ({ka[1]}); name two.")
+        if ka[0] != kb[0]:
+            raise ConfigError(f"'{ka[1]}' and '{kb[1]}' are run groups of different tasks; compare groups of one.")
+        va, vb = (compare.axis_values(scan.rows, scan.groups[k], scan.group_axes) for k in (ka, kb))
+        differ = [a for a in scan.group_axes if va[a] != vb[a]]
+        comps = [compare.of_groups(scan.rows, scan.groups, ka, kb, scan.budget, differ[0] if len(differ) == 1
+                                   else None)]
+    else:
+        comps = compare.all_pairs(scan.rows, scan.groups, scan.group_axes, scan.budget)
+        if not comps:
+            raise ConfigError(f"{scan.out} has no two run groups of one task that differ in one axis; --power "
+                              "needs a scan over at least two values of an axis (or use --compare A B).")
+    from jgrok import power
+
+    items = report.power_items(scan, comps, effect)
+    md = report.comparison_md(scan, comps, items)
+    path = scan.out / "analysis" / "compare.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join([f"# Comparisons: {scan.out.name}", "", *md]))
+    for c in comps:
+        print(c.sentence())
+    print("Seeds needed (80% power, alpha 0.05; this scan as the pilot):")
+    for line in power.lines(items, scan.budget, power.rate(scan.out)):
+        print("  " + line)
     print(f"wrote {path}")
     return 0
 

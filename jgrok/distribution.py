@@ -54,6 +54,40 @@ def distribution_lines(rows: list[dict], budget: int, top: int = 5) -> list[str]
                     for task, res in scandata.logrank(rows, by_group, budget).items()]
 
 
+PRINTED_PAIRS = 6  # comparisons the end-of-scan printout shows (report.md has them all)
+
+
+def comparisons(rows: list[dict], budget: int) -> list:
+    """jgrok.compare.all_pairs of typed summary rows: every two run groups of a task that differ in one axis."""
+    from jgrok import compare
+
+    axes_ = rungroup.axes(rows)
+    return compare.all_pairs(rows, scandata.groups(rows, axes_), axes_, budget)
+
+
+def comparison_lines(rows: list[dict], budget: int, rate: float | None = None) -> list[str]:
+    """The printout's comparisons (jgrok.compare) and the seeds each needs (jgrok.power), for scans with two or
+    more run groups in a task; nothing for a regression scan."""
+    from jgrok import power
+
+    if results.is_regression(rows):
+        return []
+    comps = comparisons(rows, budget)
+    if not comps:
+        return []
+    by_group = scandata.groups(rows, rungroup.axes(rows))
+    shown = comps[:PRINTED_PAIRS]
+    more = len(comps) - len(shown)
+    lines = ["Comparisons (run groups that differ in one axis; jgrok.compare):"]
+    lines += ["  " + c.sentence() for c in shown]
+    lines += ["Seeds needed to detect the same difference again (jgrok.power):"]
+    lines += ["  " + line for line in power.lines([(c, power.of_groups(rows, by_group, c, budget)) for c in shown],
+                                                  budget, rate)]
+    if more:
+        lines.append(f"  ... and {more} more comparisons in report.md (python -m jgrok.report OUT)")
+    return lines
+
+
 def logrank_lines(rows: list[dict], by_group: dict, budget: int) -> list[str]:
     """report.md's lines: per task with several run groups, the log-rank test between them."""
     return [f"- {task}, {res['df'] + 1} run groups: {stats.fmt_logrank(res)}"

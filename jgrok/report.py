@@ -77,6 +77,7 @@ def build_report(out_dir, runs=None) -> Path:
           "`plots/survival_<task>.png`. A log-rank test compares the whole curves of a task's run groups "
           "(censoring included), which the mean of censored values cannot.", "",
           *(logrank_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
+          *comparison_section(scan),
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
           _fastest(rows, by_group), ""]
@@ -98,6 +99,48 @@ def build_report(out_dir, runs=None) -> Path:
     path = scan.out / "report.md"
     path.write_text("\n".join(md))
     return path
+
+
+def comparison_section(scan, hr: float | None = None) -> list[str]:
+    """report.md's comparisons of every two run groups that differ in one axis (jgrok.compare) and the seeds each
+    needs (jgrok.power): at the pilot's own difference, and at hazard ratio ``hr`` where one is named."""
+    from jgrok import compare, power
+
+    comps = compare.all_pairs(scan.rows, scan.groups, scan.group_axes, scan.budget)
+    return comparison_md(scan, comps, power_items(scan, comps, hr)) if comps else []
+
+
+def power_items(scan, comps: list, hr: float | None = None) -> list[tuple]:
+    """[(comparison, jgrok.power.Power)]: at each comparison's own difference, then at hazard ratio hr if named."""
+    from jgrok import power
+
+    return [(c, power.of_groups(scan.rows, scan.groups, c, scan.budget, h))
+            for h in [None] + ([hr] if hr is not None else []) for c in comps]
+
+
+def comparison_md(scan, comps: list, items: list) -> list[str]:
+    """The Markdown of ``comparison_section``: the comparisons ``comps`` and the power rows ``items``."""
+    from jgrok import compare, power
+
+    rate = power.rate(scan.out)
+    return ["## Comparisons", "",
+            "Every two run groups of a task that differ in one axis, A against B. Hazard ratio: Cox model with the "
+            "group as its one covariate (above 1: A groks sooner); median difference: Kaplan-Meier medians, A − B, "
+            "95% bootstrap interval; P(A first): the probability that a run of A reaches 99% val acc at an "
+            "earlier evaluation than a run of B (ties, and both never within the budget, count half), 95% "
+            "bootstrap interval. Where the groups train the same seeds, the bootstrap resamples seeds, the seed "
+            "rank correlation (Spearman) says whether seed luck carries from B to A, and the paired log-rank test "
+            "is stratified by seed. Definitions: jgrok.compare.", "",
+            markdown_table(compare.TABLE_HEAD, compare.table(comps)), "",
+            *[f"- {c.sentence()}" for c in comps], "",
+            "## Seeds needed (this scan as a pilot)", "",
+            "Seeds per run group for a log-rank test at alpha 0.05 to detect the difference with 80% power: "
+            "Schoenfeld's formula from the hazard ratio and the share that reached 99% val acc, and a simulation "
+            f"({power.TRIALS} trials per size) that draws runs from this scan's own Kaplan-Meier curves "
+            "(paired by seed: resampling seeds, log-rank stratified by seed). "
+            + ("The time is at this scan's own measured rate (timing.json). " if rate else "")
+            + "Definitions: jgrok.power.", "",
+            markdown_table(power.TABLE_HEAD, power.table(items, scan.budget, rate)), ""]
 
 
 # file-name prefix of a per-task figure -> its caption
