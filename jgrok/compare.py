@@ -233,7 +233,7 @@ def cox(steps, reached, in_a, strata=None) -> tuple[float, float, float]:
             fit = PHReg(np.asarray(steps, float), np.asarray(in_a, float)[:, None], status=np.asarray(reached, int),
                         strata=strata, ties="efron").fit()
             b, (lo, hi) = float(fit.params[0]), fit.conf_int()[0]
-        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError):
+        except (np.linalg.LinAlgError, ValueError, ZeroDivisionError, IndexError):  # too few runs or events
             return math.nan, math.nan, math.nan
     if not (np.isfinite(b) and np.isfinite(lo) and np.isfinite(hi)) or abs(b) > 15:
         return math.nan, math.nan, math.nan  # separated groups: the likelihood has no maximum

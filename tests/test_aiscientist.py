@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from jgrok import aiscientist
 
@@ -10,6 +11,7 @@ TINY = ["--set", "task.p=11", "--set", "model.n_layers=1", "--set", "model.d_mod
         "--set", "train.batch_size=16", "--set", "train.eval_every=4", "--set", "task.perm_n=3"]
 
 
+@pytest.mark.slow
 def test_template_structure(tmp_path):
     out = tmp_path / "run_0"
     code = aiscientist.main(["--out_dir", str(out), "--seeds", "0:2", "--steps", "8", "--datasets",

@@ -18,6 +18,7 @@ def _within_one_ulp(a, b):
     return (b == a) | (b == np.nextafter(a, np.float32(np.inf))) | (b == np.nextafter(a, np.float32(-np.inf)))
 
 
+@pytest.mark.slow
 def test_perturbation_moves_every_parameter_by_at_most_one_ulp():
     cfg = tiny(seed=[3])
     prog, _, members = grid.programs(cfg, grid.expand(cfg))[0]
@@ -131,6 +132,7 @@ def test_spike_detector_finds_planted_spikes_and_none_on_smooth_curves():
 # ------------------------------------------------------------------------------------------- chimeras
 
 
+@pytest.mark.slow
 def test_chimera_builder_takes_exactly_the_intended_tensors():
     cfg = tiny(seed=[3, 7], init=["default", "xavier_uniform"])
     rows = grid.expand(cfg)
@@ -185,6 +187,7 @@ def grid_scan(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_analyze_end_to_end(grid_scan, capsys):
     code = analyze.main([str(grid_scan), "--bootstrap", "100", "--chaos", "0,4", "--perturbations", "2",
                          "--attribute", "0", "1", "--data-seeds", "0", "--quiet"])
@@ -209,6 +212,7 @@ def test_analyze_end_to_end(grid_scan, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, words", [
     (["{out}", "--factor", "2"], "--factor must be in"),
     (["{out}", "--factor", "abc"], "--factor takes a number"),

@@ -7,6 +7,7 @@ from jgrok import engine, grid, train
 from tests.conftest import tiny
 
 
+@pytest.mark.slow
 def test_schemes_and_filters_compile_the_training_step_once(monkeypatch):
     traces = []
     real = train.train_step
@@ -88,6 +89,7 @@ def round_trip(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_axis_round_trips_flag_config_runs_run_config_summary(round_trip):
     import jgrok
     from jgrok import axes, rungroup

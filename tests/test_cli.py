@@ -25,6 +25,7 @@ def finished(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_results_folder(finished):
     names = {p.name for p in finished.iterdir()}
     assert {"config.yaml", "metrics.npz", "summary.csv", "final_info.json"} <= names
@@ -46,6 +47,7 @@ def test_results_folder(finished):
     assert block["stderrs"]["final_val_loss_stderr"] == pytest.approx(np.std(vals) / 3)
 
 
+@pytest.mark.slow
 def test_only_retrains_bit_identically(finished, tmp_path):
     """--config OUT/config.yaml --only 4 re-trains run 4 alone (its wave padded to the recorded W)."""
     out = tmp_path / "only"
@@ -100,6 +102,7 @@ def test_bad_input_is_one_sentence_and_exit_2(args, words, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_existing_output_is_refused_then_overwritten_on_request(finished, capsys, tmp_path):
     before = (finished / "summary.csv").read_bytes()
     code, _, err = run_cli(TINY_ARGS + ["--out", str(finished)], capsys)

@@ -3,6 +3,7 @@ time estimate that a finished scan makes possible."""
 
 import math
 
+import pytest
 import yaml
 
 from jgrok import config, scan
@@ -29,6 +30,7 @@ def test_human_bytes():
         ["512 B", "300 KiB", "22.0 GiB", "3.00 TiB"]
 
 
+@pytest.mark.slow
 def test_first_progress_line_says_compiling(capsys):
     cfg = tiny(seed=[0, 1])
     from jgrok import engine, grid
@@ -59,6 +61,7 @@ def test_config_yaml_holds_only_fields_of_its_kind():
     assert "d_model" not in data["model"] and "p" not in data["task"] and "train_per_group" in data["task"]
 
 
+@pytest.mark.slow
 def test_a_finished_scan_gives_later_dry_runs_a_time_estimate(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("JGROK_RATES", str(tmp_path / "rates.json"))
     args = TINY_ARGS + ["--seeds", "0:2", "--wave-size", "2"]

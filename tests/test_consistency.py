@@ -5,6 +5,7 @@ covers (jgrok.stats)."""
 import warnings
 
 import numpy as np
+import pytest
 
 import jgrok
 from jgrok import analyze, distribution, plots, report, stats
@@ -12,6 +13,7 @@ from jgrok.io import results
 from tests.test_plots_report import write_scan
 
 
+@pytest.mark.slow
 def test_printout_report_plots_and_analyze_agree(tmp_path):
     write_scan(tmp_path, {"wd": [0.1, 1.0], "seed": list(range(8))}, never=(1, 4, 9))
     summary = results.read_summary(tmp_path / "summary.csv")

@@ -38,6 +38,7 @@ def test_lane_and_neighbours_do_not_matter(full):
     np.testing.assert_array_equal(full.metrics["val_loss"][row(full, 1)], mixed.metrics["val_loss"][row(mixed, 1)])
 
 
+@pytest.mark.slow
 def test_eval_cadence_and_chunk_length_do_not_change_training(full):
     cfg = tiny(seed=[0, 1, 2], wd=[0.5, 1.0])
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_every=3))
@@ -50,6 +51,7 @@ def test_eval_cadence_and_chunk_length_do_not_change_training(full):
     assert_identical(full.final_params, train_runs(cfg).final_params)
 
 
+@pytest.mark.slow
 def test_other_lane_width_agrees_at_rounding_level():
     """W=1 vs W=4 after two updates (the first has lr 0 under warmup). Measured on CPU (2026-11-22): batch losses
     agree to ~1e-7 relative and parameters to <= 6e-8 absolute, except the attention in-projection bias: the
@@ -74,6 +76,7 @@ def test_other_lane_width_agrees_at_rounding_level():
                                                         jax.tree.leaves(w1.final_params)))
 
 
+@pytest.mark.slow
 def test_attention_forms_agree_at_rounding_level():
     """Waves of W > 1 lanes compute the per-head attention products as a fused broadcast-multiply-sum, a single
     lane as matmuls (the model's ``wide`` argument): logits and gradients of the two forms agree to float32 rounding, and the

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from jgrok import config, engine, grid
 from tests.conftest import tiny
@@ -13,6 +14,7 @@ def run(cfg, lanes=4):
     return engine.train_program(prog, table, members, lanes, progress=False)
 
 
+@pytest.mark.slow
 def test_lr_10_diverges_alone():
     cfg = config.set_path(tiny(seed=[0, 1], lr=[3e-3, 1e6]), "optim.warmup", "0")
     bad = run(cfg)
@@ -30,6 +32,7 @@ def test_lr_10_diverges_alone():
     np.testing.assert_array_equal(bad.metrics["val_loss"][keep], good.metrics["val_loss"])
 
 
+@pytest.mark.slow
 def test_diverged_run_in_summary_printout_and_report(tmp_path, capsys):
     """Through the CLI: lr = 1000 diverges within a few updates in the tiny config (lr = 10 does not: Adam's steps
     are bounded by lr and the post-LN model stays finite). Its runs are marked with the update in summary.csv, the

@@ -97,6 +97,7 @@ def call(args, capsys):
 
 # ---------------------------------------------------------------- the CLI, dry runs
 
+@pytest.mark.slow
 @settings(FAST, max_examples=N_DRY)
 @given(args=argv())
 def test_cli_dry_run_fuzz(args, tmp_path_factory, capsys):
@@ -106,6 +107,7 @@ def test_cli_dry_run_fuzz(args, tmp_path_factory, capsys):
     assert not out.exists()  # a dry run writes nothing
 
 
+@pytest.mark.slow  # tallies test_cli_dry_run_fuzz, which is slow
 def test_cli_dry_run_fuzz_tally():
     t = TALLY["cli dry-run"]
     print(f"\ncli dry-run fuzz: {sum(t.values())} examples, {dict(t.most_common())}")
@@ -184,6 +186,7 @@ RAW_YAML = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=N_FILE)
 @given(text=RAW_YAML)
 def test_yaml_file_fuzz(text, tmp_path_factory, capsys):
@@ -196,6 +199,7 @@ def test_yaml_file_fuzz(text, tmp_path_factory, capsys):
     check_outcome("yaml file", code, err, out)
 
 
+@pytest.mark.slow  # tallies test_yaml_file_fuzz, which is slow
 def test_config_fuzz_tally():
     for kind, n in (("from_dict", N_YAML), ("yaml file", N_FILE)):
         t = TALLY[kind]

@@ -75,6 +75,7 @@ def test_every_item_has_a_tiny_variant_and_an_estimate():
         assert item.variants(False), item.name
 
 
+@pytest.mark.slow
 def test_plan_prints_the_flop_estimates_and_what_fits():
     r = _run(["--plan", "--budget-s", "200", "--only", "bitexact,aiscientist"], 300)
     assert r.returncode == 0, r.stderr
@@ -86,6 +87,7 @@ def test_plan_prints_the_flop_estimates_and_what_fits():
     assert bad.returncode == 2 and "unknown item" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_small_budget_records_every_item_as_skipped(tmp_path):
     r = _run(["--tiny", "--budget-s", "1", "--only", "throughput,bitexact", "--out", str(tmp_path)], 300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -23,6 +23,7 @@ def initial_params(cfg):
     return out, groups
 
 
+@pytest.mark.slow
 def test_group_seed_override_takes_exactly_that_groups_tensors():
     plain, groups = initial_params(tiny(seed=[0, 1, 5]))
     cfg = config.set_path(tiny(seed=[0, 1]), "init.groups", "head=seed:5,block0_mlp=seed:5")
@@ -33,6 +34,7 @@ def test_group_seed_override_takes_exactly_that_groups_tensors():
             np.testing.assert_array_equal(value, src[path], err_msg=path)
 
 
+@pytest.mark.slow
 def test_group_scheme_override_joins_the_programs_schemes():
     cfg = config.set_path(tiny(seed=[0]), "init.groups", "embedding=scheme:orthogonal")
     (prog, _, members), = grid.programs(cfg, grid.expand(cfg))
@@ -54,6 +56,7 @@ def source(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_a_trained_run_on_another_task(source):
     trained = jgrok.open_scan(source).restore([1])[0]
     trained = {init.path_str(p): x for p, x in jax.tree_util.tree_flatten_with_path(trained)[0]}
@@ -71,6 +74,7 @@ def test_init_from_starts_from_a_trained_run_on_another_task(source):
         np.testing.assert_array_equal(value, src[path], err_msg=path)
 
 
+@pytest.mark.slow
 def test_init_from_trains_end_to_end(source, tmp_path, capsys):
     out = tmp_path / "finetune"
     assert scan.main(TINY_ARGS + ["--seeds", "0:2", "--init-from", f"{source}:0", "--out", str(out)]) == 0

@@ -196,6 +196,7 @@ def test_no_measures_no_new_keys():
 # ------------------------------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_measures_leave_training_bit_identical(tmp_path):
     from jgrok import engine
     from jgrok.io import checkpoint
@@ -274,6 +275,7 @@ def test_loo_r2_is_near_zero_for_noise_and_one_for_a_line():
     assert progress.loo_r2(x, rng.random(50)) < 0.05
 
 
+@pytest.mark.slow
 def test_scan_and_analyze_with_measures(tmp_path, capsys):
     from jgrok import analyze, scan
 

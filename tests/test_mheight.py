@@ -30,6 +30,7 @@ def _codes(n, k, m, count, integer=False):
     return mheight.generate_group(n, k, m, count, mheight.group_rng(123, n, k, m, integer), integer=integer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", mheight.GROUPS, ids=lambda g: "%d-%d-%d" % g)
 def test_fast_matches_reduced_lp(group):
     n, k, m = group
@@ -40,6 +41,7 @@ def test_fast_matches_reduced_lp(group):
     np.testing.assert_allclose(h, lp, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fast_matches_published_lp():
     n, k, m = 9, 4, 2  # 2016 LPs per code
     P, h = _codes(n, k, m, 2)

@@ -51,6 +51,7 @@ def full(data_path):
     return train_runs(tiny(data_path, seed=[0, 1, 2], wd=[0.01, 0.1]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output", resnet.OUTPUTS)
 def test_output_bound_h_at_least_1(output):
     model = resnet.ResNet(mheight_task.N_FEATURES, 8, 2, output, nnx.Rngs(0))
@@ -64,6 +65,7 @@ def test_output_bound_h_at_least_1(output):
     assert np.all(np.asarray(model(x)) < 1e-6)  # the bound is reached, not just approached from far above
 
 
+@pytest.mark.slow
 def test_default_init_is_pytorch_and_groups_are_named(data_path):
     (prog, _, members), = grid.programs(tiny(data_path), grid.expand(tiny(data_path)))
     assert prog.groups == ["input", "block0", "block1", "head", "norms"]
@@ -83,6 +85,7 @@ def test_default_init_is_pytorch_and_groups_are_named(data_path):
                 assert np.abs(x).max() > 0.8 * bound and abs(float(x.mean())) < 0.3 * bound, leaf.path
 
 
+@pytest.mark.slow
 def test_split_draws_per_group_and_epochs_set_the_budget(data_path, full):
     prog = full.prog
     per_epoch = -(-36 // 16)
@@ -97,6 +100,7 @@ def test_split_draws_per_group_and_epochs_set_the_budget(data_path, full):
     assert not np.array_equal(perm, other)
 
 
+@pytest.mark.slow
 def test_short_training_lowers_val_loss(full):
     val = full.metrics["val_loss"]
     assert val.shape == (6, 4) and np.all(np.isfinite(val))
@@ -105,6 +109,7 @@ def test_short_training_lowers_val_loss(full):
     assert {"weight_norm", "norm/input", "norm/block0", "norm/head", "norm/norms"} <= set(full.metrics)
 
 
+@pytest.mark.slow
 def test_lane_and_neighbours_do_not_matter(data_path, full):
     cfg = tiny(data_path, seed=[0, 1, 2], wd=[0.01, 0.1])
     alone = train_runs(cfg, only={5})  # lane 1 of the padded wave 2 in `full`; alone, lane 0 beside copies of itself
@@ -152,6 +157,7 @@ def test_drop_detector_ignores_smooth_curves():
     assert not drop.detect(val, np.geomspace(10.0, 1e-6, E), steps)[1][0]
 
 
+@pytest.mark.slow
 def test_cli_dry_run_prints_the_parameter_count(data_path, capsys):
     assert scan.main(["--config", "mheight_wd", "--set", f"task.data={data_path}", "--set", "task.train_per_group=12",
                       "--set", "task.val_per_group=8", "--seeds", "0:2", "--wd", "0.01,0.03", "--dry-run"]) == 0
@@ -162,6 +168,7 @@ def test_cli_dry_run_prints_the_parameter_count(data_path, capsys):
     assert "1 updates per epoch, 10000 updates" in out  # 36 train codes in batches of 4096: 1 update per epoch
 
 
+@pytest.mark.slow
 @pytest.mark.scan_plots
 def test_cli_scan_writes_regression_results(data_path, tmp_path, capsys):
     out = tmp_path / "run"
@@ -218,6 +225,7 @@ def test_cache_is_generated_once(tmp_path, monkeypatch):
     np.testing.assert_allclose(table.targets, np.log2(ref["h"]).astype(np.float32))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, words", [
     (["--set", "model.kind=transformer"], "model.kind: resnet"),
     (["--set", "task.train_per_group=0"], "train_per_group must be at least 1"),
@@ -247,6 +255,7 @@ def test_bad_data_file_is_one_sentence(tmp_path, capsys):
     assert "cannot be read as an m-height dataset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_measured_lane_bytes_of_the_resnet(data_path):
     """The memory probe compiles the ResNet's chunk with the task's own data shapes (float features [N, F], float
     targets), so it measures rather than failing into the analytic estimate; the probe matches the real table."""

@@ -63,6 +63,7 @@ def test_pytorch_default_init(default_params):
     assert (p["final_ln/scale"] == 1).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", [s for s in init.SCHEMES if s != "default"])
 def test_scheme_statistics(scheme):
     p = params_for(scheme)
@@ -107,6 +108,7 @@ def test_groups_are_stable_and_cover_every_tensor():
     assert lg["head/kernel"] == "head" and lg["blocks/0/ln2/bias"] == "norms"
 
 
+@pytest.mark.slow
 def test_group_override_takes_exactly_that_groups_tensors():
     """A run whose 'head' group uses seed 1 has seed 1's head and seed 0's everything else."""
     s = shapes()

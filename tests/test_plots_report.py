@@ -120,6 +120,7 @@ def wd_scan(tmp_path_factory):
     return out, rows
 
 
+@pytest.mark.slow
 def test_every_plot_is_a_png(wd_scan):
     out, rows = wd_scan
     summary = parse_summary(list(csv.DictReader(open(out / "summary.csv"))))
@@ -132,6 +133,7 @@ def test_every_plot_is_a_png(wd_scan):
     _check_pngs((out / "plots").iterdir())
 
 
+@pytest.mark.slow
 def test_report_tables(wd_scan):
     out, rows = wd_scan
     md = (out / "report.md").read_text()
@@ -191,6 +193,7 @@ def test_group_keys_ignore_seeds_and_constants():
     assert list(scandata.groups(rows, ["lr"])) == [("x_div_y", "x_div_y lr=0.0003"), ("x_div_y", "x_div_y lr=0.001")]
 
 
+@pytest.mark.slow
 def test_nan_tail_runs(tmp_path):
     """Runs that diverge at the first update (all-NaN curves) or midway; a group where every run diverged."""
     write_scan(tmp_path, {"wd": [0.1, 1.0], "seed": [0, 1, 2]}, diverge={0: 0, 1: 0, 2: 0, 4: 100})
@@ -213,6 +216,7 @@ def test_single_run_scan(tmp_path):
     assert "Diverged" not in md
 
 
+@pytest.mark.slow
 def test_two_axes_and_two_tasks(tmp_path):
     write_scan(tmp_path, {"task": ["x_div_y", "x_plus_y"], "init": ["default", "xavier_uniform"],
                           "wd": [0.1, 1.0], "seed": [0, 1, 2]}, compressed=True)
@@ -268,6 +272,7 @@ def test_log_axes_steps_hist_and_ecdf_are_readable(tmp_path):
     assert any("no run reached 99% val acc within 600 updates" in t.get_text() for t in fig.axes[0].texts)
 
 
+@pytest.mark.slow
 def test_report_groups_figures_with_captions(tmp_path):
     write_scan(tmp_path, {"task": ["x_div_y", "x_plus_y"], "wd": [0.1, 1.0], "seed": [0, 1]})
     (tmp_path / "tb").mkdir()

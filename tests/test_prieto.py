@@ -87,6 +87,7 @@ def test_variants_expand_to_programs_and_labels():
     assert config.from_dict(__import__("yaml").safe_load(config.dump(cfg))).variants == cfg.variants
 
 
+@pytest.mark.slow
 def test_orthogonal_grad_axis_is_per_run_in_one_program():
     cfg = config.with_grid(mlp_cfg(), orthogonal_grad=[False, True], seed=[0])
     (prog, table, members), = grid.programs(cfg, grid.expand(cfg))
@@ -97,6 +98,7 @@ def test_orthogonal_grad_axis_is_per_run_in_one_program():
     assert not np.allclose(res.metrics["val_loss"][1], res.metrics["val_loss"][0])
 
 
+@pytest.mark.slow
 def test_float64_programs_train_in_float64_and_leave_x64_off():
     cfg = config.with_grid(mlp_cfg(train__precision="fp64"), seed=[0])
     res, = train_all(cfg)
@@ -107,6 +109,7 @@ def test_float64_programs_train_in_float64_and_leave_x64_off():
     np.testing.assert_allclose(res.metrics["val_loss"], f32.metrics["val_loss"], rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,precision", [("stablemax", 64), ("answer", 16)])
 def test_loss_variants_train(loss, precision):
     res, = train_all(config.with_grid(mlp_cfg(train__loss=loss, train__softmax_precision=precision), seed=[0]))
@@ -174,6 +177,7 @@ def variant_scan(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_report_shows_accuracy_per_variant_without_logits_curves(variant_scan):
     from jgrok import report
     from jgrok.analysis import variants
@@ -189,6 +193,7 @@ def test_report_shows_accuracy_per_variant_without_logits_curves(variant_scan):
     assert "variant=orthogonal" in text and "has none of their curves" in text
 
 
+@pytest.mark.slow
 def test_analyze_shows_softmax_collapse_and_logit_scale_from_synthetic_curves(variant_scan, tmp_path):
     """metrics.npz with the logits measures' keys (written here by hand): the table shows their distributions."""
     import shutil

@@ -10,6 +10,7 @@ from jgrok.io import results
 from tests.conftest import TINY_ARGS
 
 
+@pytest.mark.slow
 def test_same_config_and_w_give_the_same_summary_twice(tmp_path, capsys):
     """Through the CLI: two scans with the same config and W write byte-identical summary.csv and metrics.npz;
     at another W the numbers are close but need not be equal, and the printout, report.md and README say so."""

@@ -11,6 +11,7 @@ from jgrok.io import checkpoint
 from tests.conftest import TINY_ARGS, tiny
 
 
+@pytest.mark.slow
 def test_stop_and_resume_is_bit_identical(tmp_path):
     cfg = tiny(seed=[0, 1, 2])
     (prog, table, members), = grid.programs(cfg, grid.expand(cfg))
@@ -113,6 +114,7 @@ def test_resume_finished_and_foreign_folders(tmp_path, capsys):
     assert code == 2 and "cannot be read" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_load_one_run_for_a_notebook(tmp_path):
     out = tmp_path / "scan"
     assert scan.main(TINY_ARGS + ["--seeds", "0:3", "--out", str(out)]) == 0

@@ -83,6 +83,7 @@ def counting_chunks(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("patience", [1, 2])
 def test_stop_rule_stops_where_the_curves_say_and_compaction_changes_nothing(reference, monkeypatch, patience):
     # a threshold that about half of the runs cross at some evaluation, at different times
@@ -133,6 +134,7 @@ def test_resume_after_compaction_is_bit_identical(reference, tmp_path):
         assert_same(whole, resumed)
 
 
+@pytest.mark.slow
 def test_stop_when_cli_records_rule_and_summary_column(tmp_path, capsys):
     out = tmp_path / "s"
     args = TINY_ARGS + ["--seeds", "0:3", "--stop-when", "weight_norm>0", "--patience", "2", "--out", str(out)]
@@ -229,6 +231,7 @@ def test_two_processes_with_jax_distributed_write_shards_that_merge(one_device, 
     assert "only" not in merged and merged["lanes"] == 2
 
 
+@pytest.mark.slow
 def test_independent_jobs_and_missing_shards(one_device, tmp_path, capsys):
     """--num-processes/--process-id without a coordinator: independent jobs (a job array) sharing a folder."""
     out = tmp_path / "jobs"
@@ -281,6 +284,7 @@ def _always_oom(*args):
     raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory")
 
 
+@pytest.mark.slow
 def test_measured_footprint_sizes_waves_to_free_memory():
     cfg = tiny(seed=list(range(64)))
     prog, _, _ = programs(cfg)

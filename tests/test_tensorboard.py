@@ -23,6 +23,7 @@ def _read(path):
     return acc
 
 
+@pytest.mark.slow
 def test_event_files_hold_group_aggregates_runs_and_histograms(tmp_path):
     out = tmp_path / "tb_scan"
     assert scan.main(TINY_ARGS + ["--task", "x_plus_y,x_minus_y", "--seeds", "0:3", "--wd", "0.5,1.0",

@@ -77,6 +77,7 @@ def test_vocabularies():
     np.testing.assert_array_equal(n.targets, (n.inputs[:, 0] + n.inputs[:, 1]) % 5)
 
 
+@pytest.mark.slow
 def test_sequence_loss_trains_and_keeps_accuracy_on_the_answer(tmp_path):
     args = TINY_ARGS + ["--set", "task.vocab=grokfast", "--set", "train.loss=sequence", "--set", "task.split=ordered",
                         "--out", str(tmp_path / "o")]
@@ -85,6 +86,7 @@ def test_sequence_loss_trains_and_keeps_accuracy_on_the_answer(tmp_path):
     assert np.isfinite(m["step_loss"]).all() and (m["val_acc"][np.isfinite(m["val_acc"])] <= 1).all()
 
 
+@pytest.mark.slow
 def test_ordered_split_keeps_table_order():
     from jgrok import train
 
