@@ -64,25 +64,31 @@ def schoenfeld(hr: float, p_event: float, alpha: float = ALPHA, power: float = P
 def logrank_chi2(ta, ea, tb, eb) -> np.ndarray:
     """The two-group log-rank chi^2 of every trial: times and event flags of shape [trials, n_a] and [trials, n_b]
     (the same definition as jgrok.stats.logrank and statsmodels' survdiff, all trials at once)."""
+    return logrank_z(ta, ea, tb, eb) ** 2
+
+
+def logrank_z(ta, ea, tb, eb) -> np.ndarray:
+    """The signed log-rank score Z = (O - E) / sqrt(V) of group A for every trial ([trials, n_a], [trials, n_b]);
+    positive: more of A's runs reach 99% val acc early than the pooled curve expects."""
     ta, tb = np.asarray(ta, float), np.asarray(tb, float)
     grid = np.unique(np.concatenate([ta.ravel(), tb.ravel()]))
     T, J = ta.shape[0], len(grid)
 
     def counts(t, e):
         j = np.searchsorted(grid, t) + J * np.arange(T)[:, None]
-        d = np.bincount(j[e].ravel(), minlength=T * J).reshape(T, J)
+        d = np.bincount(j[np.asarray(e, bool)].ravel(), minlength=T * J).reshape(T, J)
         allc = np.bincount(j.ravel(), minlength=T * J).reshape(T, J)
         at_risk = t.shape[1] - np.concatenate([np.zeros((T, 1)), np.cumsum(allc, axis=1)[:, :-1]], axis=1)
         return d.astype(float), at_risk
 
-    da, na = counts(ta, np.asarray(ea, bool))
-    db, nb = counts(tb, np.asarray(eb, bool))
+    da, na = counts(ta, ea)
+    db, nb = counts(tb, eb)
     d, n = da + db, na + nb
     with np.errstate(invalid="ignore", divide="ignore"):
         e_a = np.where(n > 0, d * na / n, 0.0)
         v = np.where(n > 1, d * (na / n) * (1 - na / n) * (n - d) / (n - 1), 0.0)
         o_e, var = (da - e_a).sum(axis=1), v.sum(axis=1)
-        return np.where(var > 0, o_e ** 2 / var, 0.0)
+        return np.where(var > 0, o_e / np.sqrt(np.where(var > 0, var, 1.0)), 0.0)
 
 
 def sign_chi2(ta, ea, tb, eb) -> np.ndarray:

@@ -59,6 +59,7 @@ def test_only_retrains_bit_identically(finished, tmp_path):
         np.testing.assert_array_equal(a[k][4], b[k][0])
 
 
+@pytest.mark.slow
 @pytest.mark.scan_plots
 def test_a_scan_draws_its_figures(tmp_path):
     """A finished scan has its figures (other in-process scans of the suite skip drawing them, see conftest)."""

@@ -98,6 +98,7 @@ def test_bad_overrides_are_one_sentence_and_exit_2(args, words, tmp_path, capsys
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_init_from_other_shape_and_missing_run_are_refused(source, tmp_path, capsys):
     bigger = [a if a != "task.p=11" else "task.p=13" for a in TINY_ARGS]
     code = scan.main(bigger + ["--init-from", f"{source}:0", "--out", str(tmp_path / "a")])

@@ -114,6 +114,7 @@ def test_stop_rule_stops_where_the_curves_say_and_compaction_changes_nothing(ref
         np.testing.assert_array_equal(packed.step_loss[r], reference.step_loss[r])
 
 
+@pytest.mark.slow
 def test_resume_after_compaction_is_bit_identical(reference, tmp_path):
     t = float(np.median(np.nanmax(reference.metrics["val_acc"][:, :4], axis=1)))  # stops within 16 updates
     cfg = long_tiny(**{"train.stop_when": f"val_acc>{t:.6f}"})
@@ -247,6 +248,7 @@ def test_independent_jobs_and_missing_shards(one_device, tmp_path, capsys):
     _same_results(one_device, out)
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_w_once_and_records_it(tmp_path, monkeypatch, capsys):
     """An allocator error in the first chunk at W > 2 (injected) makes the scan retry at W/2 until it fits."""
     real = train.Program.compiled
