@@ -92,9 +92,9 @@ class Comparison:
         if np.isfinite(self.diff):
             return fmt_interval(self.diff, self.diff_lo, self.diff_hi, "{:+.0f}")
         if np.isfinite(self.median_a) and not np.isfinite(self.median_b):
-            return f"below {self.median_a - self.budget:+.0f}: B has no median within the budget"
+            return f"below {self.median_a - self.budget:+.0f}: {self.short(self.b)} has no median within the budget"
         if np.isfinite(self.median_b) and not np.isfinite(self.median_a):
-            return f"above {self.budget - self.median_b:+.0f}: A has no median within the budget"
+            return f"above {self.budget - self.median_b:+.0f}: {self.short(self.a)} has no median within the budget"
         return "–: neither has a median within the budget"
 
     def sentence(self) -> str:
