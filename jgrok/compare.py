@@ -111,10 +111,13 @@ class Comparison:
         words.append(f"a run of {a} gets there before a run of {b} with probability "
                      f"{fmt_interval(self.p_first, self.p_first_lo, self.p_first_hi, '{:.2f}')}")
         line = "; ".join(words)
-        if self.paired:
+        if self.paired and np.isfinite(self.rho):
             line += (f". Seed luck persists across {self.axis or 'the two'}: Spearman rho "
                      f"{self.rho:.2f} (p = {self.rho_p:.2g}) over {self.pairs} shared seeds; paired by seed, "
                      f"log-rank p = {self.paired_p:.3g}")
+        elif self.paired:
+            line += (f". Over the {self.pairs} shared seeds the rank correlation is undefined (one group's steps "
+                     f"are all equal); paired by seed, log-rank p = {self.paired_p:.3g}")
         return line + "."
 
 
@@ -286,7 +289,9 @@ def compare(task: str, a: str, b: str, axis: str | None, steps_a, reached_a, see
     extra = {}
     if paired:
         strata = np.r_[np.arange(len(ta)), np.arange(len(tb))]
-        rho, rho_p = spearmanr(xa, xb)
+        with warnings.catch_warnings():  # a group whose steps are all equal has no rank correlation: NaN
+            warnings.simplefilter("ignore")
+            rho, rho_p = spearmanr(xa, xb)
         extra = dict(pairs=len(sa), rho=float(rho), rho_p=float(rho_p), paired_p=logrank_p(t, e, g, strata))
     fin = lambda v: math.nan if np.isinf(v) else v  # noqa: E731
     return Comparison(task, a, b, axis, len(ta), len(tb), int(ea.sum()), int(eb.sum()), logrank_p(t, e, g),
@@ -322,7 +327,7 @@ def table(comps: list[Comparison]) -> list[list]:
         out.append([c.short(c.a), c.short(c.b), f"{c.n_a} vs {c.n_b}", hr,
                     c.medians(), c.difference(),
                     fmt_interval(c.p_first, c.p_first_lo, c.p_first_hi), f"{c.logrank_p:.3g}",
-                    f"{c.rho:.2f} (p = {c.rho_p:.2g})" if c.paired else "–",
+                    f"{c.rho:.2f} (p = {c.rho_p:.2g})" if c.paired and np.isfinite(c.rho) else "–",
                     f"{c.paired_p:.3g}" if c.paired else "–"])
     return out
 
