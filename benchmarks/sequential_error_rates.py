@@ -27,17 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jgrok import power, scandata, sequential, stats  # noqa: E402
+from jgrok import power, sequential  # noqa: E402
 from jgrok.results_folder import open_scan  # noqa: E402
-
-
-def curves(scan):
-    """{label: KaplanMeier} of every run group and the budget."""
-    out = {}
-    for (_, label), idx in scan.groups.items():
-        s, r = scandata.steps_reached(scan.rows, idx)
-        out[label] = stats.kaplan_meier(np.where(r, s, scan.budget), r)
-    return out
 
 
 def draws(km_a, km_b, trials, n, budget, rng, h=1.0):
@@ -63,7 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     scan = open_scan(args.out).data()
-    km = curves(scan)
+    km = {label: g["km"] for label, g in scan.grok_times().items()}
     labels = list(km)
     med = {k: v.median()[0] for k, v in km.items()}
     null = args.null_group or min(labels, key=lambda k: med[k] if np.isfinite(med[k]) else math.inf)

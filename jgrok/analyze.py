@@ -142,8 +142,7 @@ def _compare(scan, names, effect) -> int:
             raise ConfigError(f"'{names[0]}' and '{names[1]}' name the same run group ({ka[1]}); name two.")
         if ka[0] != kb[0]:
             raise ConfigError(f"'{ka[1]}' and '{kb[1]}' are run groups of different tasks; compare groups of one.")
-        va, vb = (compare.axis_values(scan.rows, scan.groups[k], scan.group_axes) for k in (ka, kb))
-        differ = [a for a in scan.group_axes if va[a] != vb[a]]
+        differ = compare.differing(scan.rows, scan.groups, scan.group_axes, ka, kb)
         comps = [compare.of_groups(scan.rows, scan.groups, ka, kb, scan.budget, differ[0] if len(differ) == 1
                                    else None)]
     else:

@@ -11,8 +11,9 @@ there. For run groups A and B (A is the later group in label order unless named)
                     that has not grokked yet is that many times as likely to grok next as a run of B ("A groks 1.8x
                     faster"). No finite estimate when one group grokks entirely before the other starts.
   median difference Kaplan-Meier median of A minus that of B (negative: A is faster), with a 95% percentile
-                    bootstrap interval (``scipy.stats.bootstrap``); a group whose curve stays above 0.5 has no median,
-                    so a resample where it has none counts as +infinity.
+                    bootstrap interval (NumPy resampling; the median of a resample is ``median_censored``, the
+                    Kaplan-Meier median for one common censoring time); a group whose curve stays above 0.5 has no
+                    median, so a resample where it has none counts as +infinity.
   P(A first)        the probability that a run of A reaches 99% val acc before a run of B: over all (a, b) pairs of
                     runs, 1 where a got there at an earlier step, 1/2 where they got there at the same evaluation or
                     neither got there within the budget (both censored there, so neither is known to be first),
@@ -136,17 +137,22 @@ def axis_values(rows: list[dict], idx, group_axes: list[str]) -> dict[str, str]:
     return {a: rungroup.value_text(rows[idx[0]][a]) for a in group_axes}
 
 
+def differing(rows: list[dict], by_group: dict, group_axes: list[str], key_a, key_b) -> list[str]:
+    """The axes whose values differ between two run groups (keys of ``by_group``)."""
+    va, vb = (axis_values(rows, by_group[k], group_axes) for k in (key_a, key_b))
+    return [a for a in group_axes if va[a] != vb[a]]
+
+
 def one_axis_pairs(rows: list[dict], by_group: dict, group_axes: list[str]) -> list[tuple[str, str, str, str]]:
     """[(task, label A, label B, axis)] for every two run groups of a task that differ in exactly one axis; B is the
     earlier group in label order (the baseline), A the later."""
     out = []
     keys = list(by_group)
-    vals = {k: axis_values(rows, by_group[k], group_axes) for k in keys}
     for j, kb in enumerate(keys):
         for ka in keys[j + 1:]:
             if ka[0] != kb[0]:
                 continue
-            differ = [a for a in group_axes if vals[ka][a] != vals[kb][a]]
+            differ = differing(rows, by_group, group_axes, ka, kb)
             if len(differ) == 1:
                 out.append((ka[0], ka[1], kb[1], differ[0]))
     return out
@@ -279,7 +285,6 @@ def compare(task: str, a: str, b: str, axis: str | None, steps_a, reached_a, see
     paired = order is not None
     if paired:  # B's runs in the order of A's seeds
         tb, eb = tb[order], eb[order]
-    sa = list(seeds_a)
     xa, xb = _censored(ta, ea, budget), _censored(tb, eb, budget)
     t, e = np.concatenate([ta, tb]), np.concatenate([ea, eb])
     g = np.r_[np.ones(len(ta)), np.zeros(len(tb))]
@@ -292,7 +297,7 @@ def compare(task: str, a: str, b: str, axis: str | None, steps_a, reached_a, see
         with warnings.catch_warnings():  # a group whose steps are all equal has no rank correlation: NaN
             warnings.simplefilter("ignore")
             rho, rho_p = spearmanr(xa, xb)
-        extra = dict(pairs=len(sa), rho=float(rho), rho_p=float(rho_p), paired_p=logrank_p(t, e, g, strata))
+        extra = dict(pairs=len(ta), rho=float(rho), rho_p=float(rho_p), paired_p=logrank_p(t, e, g, strata))
     fin = lambda v: math.nan if np.isinf(v) else v  # noqa: E731
     return Comparison(task, a, b, axis, len(ta), len(tb), int(ea.sum()), int(eb.sum()), logrank_p(t, e, g),
                       hr, hr_lo, hr_hi, fin(ma), fin(mb), float(_diff(np.float64(ma), np.float64(mb))),
@@ -302,12 +307,16 @@ def compare(task: str, a: str, b: str, axis: str | None, steps_a, reached_a, see
 def of_groups(rows: list[dict], by_group: dict, key_a, key_b, budget: int, axis=None, B: int = BOOTSTRAP,
               seed: int = 0) -> Comparison:
     """``compare`` of two run groups given by their (task, label) keys of ``by_group``."""
+    return compare(key_a[0], key_a[1], key_b[1], axis, *group_runs(rows, by_group, key_a),
+                   *group_runs(rows, by_group, key_b), budget, B, seed)
+
+
+def group_runs(rows: list[dict], by_group: dict, key) -> tuple[np.ndarray, np.ndarray, list]:
+    """(steps to 99% val acc, reached flags, model seeds) of the runs of one run group (a key of ``by_group``)."""
     from jgrok import scandata
 
-    sa, ra = scandata.steps_reached(rows, by_group[key_a])
-    sb, rb = scandata.steps_reached(rows, by_group[key_b])
-    seeds = lambda k: [rows[i]["seed"] for i in by_group[k]]  # noqa: E731
-    return compare(key_a[0], key_a[1], key_b[1], axis, sa, ra, seeds(key_a), sb, rb, seeds(key_b), budget, B, seed)
+    steps, reached = scandata.steps_reached(rows, by_group[key])
+    return steps, reached, [rows[i]["seed"] for i in by_group[key]]
 
 
 def all_pairs(rows: list[dict], by_group: dict, group_axes: list[str], budget: int, B: int = BOOTSTRAP,

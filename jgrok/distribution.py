@@ -57,25 +57,18 @@ def distribution_lines(rows: list[dict], budget: int, top: int = 5) -> list[str]
 PRINTED_PAIRS = 6  # comparisons the end-of-scan printout shows (report.md has them all)
 
 
-def comparisons(rows: list[dict], budget: int) -> list:
-    """jgrok.compare.all_pairs of typed summary rows: every two run groups of a task that differ in one axis."""
-    from jgrok import compare
-
-    axes_ = rungroup.axes(rows)
-    return compare.all_pairs(rows, scandata.groups(rows, axes_), axes_, budget)
-
-
 def comparison_lines(rows: list[dict], budget: int, rate: float | None = None) -> list[str]:
     """The printout's comparisons (jgrok.compare) and the seeds each needs (jgrok.power), for scans with two or
     more run groups in a task; nothing for a regression scan."""
-    from jgrok import power
+    from jgrok import compare, power
 
     if results.is_regression(rows):
         return []
-    comps = comparisons(rows, budget)
+    group_axes = rungroup.axes(rows)
+    by_group = scandata.groups(rows, group_axes)
+    comps = compare.all_pairs(rows, by_group, group_axes, budget)
     if not comps:
         return []
-    by_group = scandata.groups(rows, rungroup.axes(rows))
     shown = comps[:PRINTED_PAIRS]
     more = len(comps) - len(shown)
     lines = ["Comparisons (run groups that differ in one axis; jgrok.compare):"]

@@ -207,13 +207,10 @@ TABLE_HEAD = ["A", "B", "effect (hazard ratio)", "seeds per group, Schoenfeld", 
 def of_groups(rows: list[dict], by_group: dict, comp, budget: int, hr: float | None = None, trials: int = TRIALS,
               rng_seed: int = 0) -> Power:
     """``for_comparison`` of a jgrok.compare.Comparison between two run groups of ``by_group``."""
-    from jgrok import scandata
+    from jgrok.compare import group_runs
 
-    ka, kb = (comp.task, comp.a), (comp.task, comp.b)
-    sa, ra = scandata.steps_reached(rows, by_group[ka])
-    sb, rb = scandata.steps_reached(rows, by_group[kb])
-    seeds = lambda k: [rows[i]["seed"] for i in by_group[k]]  # noqa: E731
-    return for_comparison(comp, sa, ra, seeds(ka), sb, rb, seeds(kb), budget, hr, trials, rng_seed)
+    return for_comparison(comp, *group_runs(rows, by_group, (comp.task, comp.a)),
+                          *group_runs(rows, by_group, (comp.task, comp.b)), budget, hr, trials, rng_seed)
 
 
 def rate(out) -> float | None:

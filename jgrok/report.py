@@ -101,13 +101,13 @@ def build_report(out_dir, runs=None) -> Path:
     return path
 
 
-def comparison_section(scan, hr: float | None = None) -> list[str]:
+def comparison_section(scan) -> list[str]:
     """report.md's comparisons of every two run groups that differ in one axis (jgrok.compare) and the seeds each
-    needs (jgrok.power): at the pilot's own difference, and at hazard ratio ``hr`` where one is named."""
-    from jgrok import compare, power
+    needs at its own difference (jgrok.power)."""
+    from jgrok import compare
 
     comps = compare.all_pairs(scan.rows, scan.groups, scan.group_axes, scan.budget)
-    return comparison_md(scan, comps, power_items(scan, comps, hr)) if comps else []
+    return comparison_md(scan, comps, power_items(scan, comps)) if comps else []
 
 
 def power_items(scan, comps: list, hr: float | None = None) -> list[tuple]:

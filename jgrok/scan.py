@@ -538,7 +538,7 @@ def _updates_trained(done: list) -> tuple[int, int]:
 
 def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     """The plots, then the end-of-scan printout."""
-    from jgrok import distribution, plots, power
+    from jgrok import distribution, plots
     from jgrok.io import checkpoint, results
 
     try:
@@ -561,13 +561,14 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     trained += f" in {wall:.1f} s"
     print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
-    if n_steps and wall > 0:  # the rate jgrok.power prices extra seeds at (the newest process's)
-        (out / "timing.json").write_text(json.dumps(dict(seed_steps=int(n_steps), wall_s=round(wall, 3),
-                                                         date=time.strftime("%Y-%m-%d"))) + "\n")
+    rate = n_steps / wall if n_steps and wall > 0 else None
+    if rate:  # the rate jgrok.power prices extra seeds at (the newest process's)
+        results.atomic_text(out / "timing.json", json.dumps(dict(seed_steps=int(n_steps), wall_s=round(wall, 3),
+                                                                 date=time.strftime("%Y-%m-%d"))) + "\n")
     typed = results.parse_summary(summary)
     for line in distribution.distribution_lines(typed, budget):
         print(line)
-    for line in distribution.comparison_lines(typed, budget, power.rate(out)):
+    for line in distribution.comparison_lines(typed, budget, rate):
         print(line)
     print(f"Lane width W = {plan.W}: {results.W_NOTE}")
     if plan.n_proc > 1:
