@@ -140,6 +140,18 @@ class EngineConfig:
     compact: bool = True  # between chunks, re-pack runs that still train into fewer waves (results unchanged)
 
 
+@dataclasses.dataclass(frozen=True)
+class SequentialConfig:
+    """A scan that stops adding seeds once a comparison is decided (jgrok.sequential; ``--until-decided``)."""
+    until_decided: str = ""  # the axis whose two values are compared; "" = train every seed (no looks)
+    look_every: int = 0  # seeds per run group between looks; must divide the scan's seeds
+    spending: str = "obrien-fleming"  # Lan-DeMets alpha spending: obrien-fleming or pocock
+    alpha: float = 0.05  # two-sided type I error of the whole sequence of looks
+    test: str = "logrank"  # logrank (unpaired) or paired (stratified by seed: the sign of who got there first)
+    # stop for futility at a look whose conditional power under the current trend is below this (0 = never)
+    futility: float = 0.0
+
+
 # Axes a scan can vary (defined in jgrok.axes). Each takes a list of values; every combination is a run. ``seed``
 # is the model seed; ``data_seed`` sets both the split seed and the order seed (unless those are axes of their own).
 # axis name: (section, field) of the base config it replaces; ("", "") for the seeds and ``variant`` (names of
@@ -156,6 +168,7 @@ class Config:
     init: InitConfig = InitConfig()
     train: TrainConfig = TrainConfig()
     engine: EngineConfig = EngineConfig()
+    sequential: SequentialConfig = SequentialConfig()
     grid: dict = dataclasses.field(default_factory=lambda: {"seed": [0]})
     # named bundles of overrides, {name: {"section.field": value}}; the grid axis ``variant`` picks among them
     variants: dict = dataclasses.field(default_factory=dict)
@@ -169,12 +182,14 @@ class Config:
                            for k, v in self.variants.items()}
         if not out["variants"]:
             del out["variants"]
+        if not self.sequential.until_decided:  # a scan without looks: the section says nothing
+            del out["sequential"]
         return out
 
 
 _SECTION_CLASSES = {
     "task": TaskConfig, "model": ModelConfig, "optim": OptimConfig, "init": InitConfig,
-    "train": TrainConfig, "engine": EngineConfig,
+    "train": TrainConfig, "engine": EngineConfig, "sequential": SequentialConfig,
 }
 
 
@@ -328,7 +343,7 @@ def _build_variants(values: Any) -> dict:
         fields = {}
         for key, value in overrides.items():
             parts = str(key).split(".")
-            if len(parts) != 2 or parts[0] not in _SECTION_CLASSES or parts[0] == "engine":
+            if len(parts) != 2 or parts[0] not in _SECTION_CLASSES or parts[0] in ("engine", "sequential"):
                 raise ConfigError(f"Variant '{name}' key '{key}' must be section.field of task, model, optim, init "
                                   "or train, e.g. train.loss.")
             if key in VARIANT_FIXED:
@@ -567,6 +582,7 @@ def validate(cfg: Config) -> None:
     _check_engine(cfg.engine)
     _check_limits(cfg)
     _check_grid(cfg)
+    _check_sequential(cfg)
 
 
 def _axis_values(cfg: Config, axis: str) -> list:
@@ -763,6 +779,63 @@ def _check_grid(cfg: Config) -> None:
                 raise ConfigError(f"Variant '{name}' sets {key}, which is also the grid axis '{axis}'; set it in "
                                   "one place.")
         validate(variant_config(cfg, name))
+
+
+SPENDING = ("obrien-fleming", "pocock")  # jgrok.sequential's spending functions
+SEQUENTIAL_TESTS = ("logrank", "paired")
+
+
+def replicates(cfg: Config) -> int:
+    """Seeds per run group: the combinations of the grid's seed axes (the replicates of every setting)."""
+    return math.prod(len(cfg.grid[a]) for a in SEED_AXES if a in cfg.grid)
+
+
+def _check_sequential(cfg: Config) -> None:
+    """The sequential section's own values (the design as a whole is checked by check_looks, once the scan's grid
+    is known)."""
+    s = cfg.sequential
+    if s.spending not in SPENDING:
+        raise ConfigError(f"sequential.spending must be {_one_of(SPENDING)}, not '{s.spending}'.")
+    if s.test not in SEQUENTIAL_TESTS:
+        raise ConfigError(f"sequential.test must be {_one_of(SEQUENTIAL_TESTS)}, not '{s.test}'.")
+    if not 0 < s.alpha < 0.5:
+        raise ConfigError(f"sequential.alpha must be in (0, 0.5), not {s.alpha}.")
+    if s.look_every < 0:
+        raise ConfigError(f"--look-every must be a positive number of seeds, not {s.look_every}.")
+    if not 0 <= s.futility < 1:
+        raise ConfigError(f"--futility is a conditional power in [0, 1) (0: never stop for futility), not "
+                          f"{s.futility}.")
+
+
+def check_looks(cfg: Config) -> None:
+    """--until-decided AXIS --look-every N as a whole: a comparison of the two run groups of AXIS, looked at every
+    N seeds per group (jgrok.sequential). Checked when a scan is planned, after every flag has been applied."""
+    s = cfg.sequential
+    if not s.until_decided:
+        if s.look_every or s.futility:
+            flag = "--look-every" if s.look_every else "--futility"
+            raise ConfigError(f"{flag} needs --until-decided AXIS (the axis whose two values are compared).")
+        return
+    axis, n = s.until_decided, replicates(cfg)
+    if axis not in AXES or axis in SEED_AXES or axis == "task":
+        raise ConfigError(f"--until-decided takes the axis whose two run groups are compared (e.g. wd or init), "
+                          f"not '{axis}'.")
+    values = cfg.grid.get(axis, [])
+    if len(values) != 2:
+        raise ConfigError(f"--until-decided {axis} compares two run groups, but the scan has {len(values)} value(s) "
+                          f"of {axis}; give exactly two, e.g. --{axis.replace('_', '-')} A,B.")
+    others = [a for a, v in cfg.grid.items() if a != axis and a not in SEED_AXES and len(v) > 1]
+    if others:
+        raise ConfigError(f"--until-decided {axis} compares two run groups, but the scan also varies "
+                          f"{', '.join(others)}; give one value of each other axis (one scan per comparison).")
+    if mheight_task.NAME in _axis_values(cfg, "task"):
+        raise ConfigError("--until-decided compares steps to 99% val acc, which the regression task mheight has "
+                          "not; scan it without --until-decided.")
+    if s.look_every < 1:
+        raise ConfigError("--until-decided needs --look-every N, the seeds per run group between looks.")
+    if n % s.look_every or n // s.look_every < 2:
+        raise ConfigError(f"--look-every {s.look_every} must divide the scan's {n} seeds per run group into two or "
+                          f"more looks (e.g. --look-every {max(1, n // 4)} for 4 looks).")
 
 
 def parse_group_overrides(text: str) -> dict[str, dict]:

@@ -94,11 +94,17 @@ def logrank_z(ta, ea, tb, eb) -> np.ndarray:
 def sign_chi2(ta, ea, tb, eb) -> np.ndarray:
     """The log-rank chi^2 stratified by seed with one run per group and seed, for every trial ([trials, seeds]):
     (a - b)^2 / (a + b) over the seeds where one run got there first (module docstring)."""
+    return paired_z(ta, ea, tb, eb) ** 2
+
+
+def paired_z(ta, ea, tb, eb) -> np.ndarray:
+    """The signed square root of ``sign_chi2``: (a - b) / sqrt(a + b), positive where A got there first on more
+    seeds (0 where no seed tells them apart)."""
     xa = np.where(ea, ta, np.inf)
     xb = np.where(eb, tb, np.inf)
-    a, b = (xa < xb).sum(axis=1), (xb < xa).sum(axis=1)
+    a, b = (xa < xb).sum(axis=-1), (xb < xa).sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(a + b > 0, (a - b) ** 2 / (a + b), 0.0)
+        return np.where(a + b > 0, (a - b) / np.sqrt(np.maximum(a + b, 1)), 0.0)
 
 
 def draw(km, u: np.ndarray, budget: int, h: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

@@ -77,6 +77,7 @@ def build_report(out_dir, runs=None) -> Path:
           "`plots/survival_<task>.png`. A log-rank test compares the whole curves of a task's run groups "
           "(censoring included), which the mean of censored values cannot.", "",
           *(logrank_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
+          *sequential_section(scan.out),
           *comparison_section(scan),
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
           f"## Fastest runs ({FASTEST} per run group, among those that reached 99% val acc)", "",
@@ -95,10 +96,40 @@ def build_report(out_dir, runs=None) -> Path:
         md += [f"## Diverged runs ({len(diverged)})", "", _diverged(diverged, keys), ""]
     if (scan.out / "tb").is_dir():
         md += ["TensorBoard logs of the training curves: `tensorboard --logdir " + str(scan.out / "tb") + "`", ""]
+    elif any((scan.out / "looks").glob("look_*/tb")):
+        md += ["TensorBoard logs of the training curves, one folder per look: `tensorboard --logdir "
+               + str(scan.out / "looks") + "`", ""]
     md += ["## Plots", "", _plots_md(paths, tasks)]
     path = scan.out / "report.md"
     path.write_text("\n".join(md))
     return path
+
+
+def sequential_section(out: Path) -> list[str]:
+    """report.md's account of a scan with --until-decided (OUT/sequential.json, jgrok.sequential): the design, every
+    look's statistic against its boundary, and the decision."""
+    import json
+
+    from jgrok import sequential
+
+    path = Path(out) / "sequential.json"
+    if not path.is_file():
+        return []
+    d = sequential.Decision.from_dict(json.loads(path.read_text()))
+    body = [[k, k * d.look, f"{d.reached_a[k - 1]} / {d.reached_b[k - 1]}", f"{d.z[k - 1]:+.2f}",
+             f"{d.bounds[k - 1]:.2f}", d.action(k)] for k in range(1, d.looks_done + 1)]
+    body += [[k, k * d.look, "not trained", "", f"{d.bounds[k - 1]:.2f}", ""] for k in range(d.looks_done + 1, d.K + 1)]
+    return ["## Until decided (sequential comparison)", "",
+            f"Design, fixed before the first look: {d.design()}; {d.a} is A, {d.b} is B. After each look the "
+            "statistic Z over every seed so far (positive: A reaches 99% val acc sooner) is set against its boundary; "
+            "the scan stops at the first look where |Z| reaches it (jgrok.sequential).", "",
+            markdown_table(["look", "seeds per group", f"reached 99%: {d.a} / {d.b}", "Z", "boundary",
+                            "decision"], body), "",
+            f"**{d.sentence()}**", "",
+            "The comparison below uses the seeds trained. After a stop at an early look its hazard ratio tends to "
+            "overstate the difference (the stop happened because the difference looked large), and its p-values "
+            "are those of fixed-size tests, not of the sequential rule: the decision above is the one whose error "
+            "rate is controlled.", ""]
 
 
 def comparison_section(scan) -> list[str]:

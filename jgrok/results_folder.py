@@ -57,6 +57,7 @@ class ResultsFolder:
         self._layout = None  # [(program, its runs)] in checkpoint order, without --init-from parameters
         self._checkpoints: dict[int, tuple[int, list]] = {}  # program index -> (step, per-run state leaves)
         self._shapes: dict = {}  # program index -> its training state as shapes
+        self._looks = None  # run id -> the look folder that trained it (a scan with --until-decided)
 
     # ------------------------------------------------------------------------------------------- config and runs
 
@@ -179,11 +180,25 @@ class ResultsFolder:
 
     # ------------------------------------------------------------------------------------- parameters and models
 
+    def look_of(self, run: int) -> ResultsFolder | None:
+        """The folder OUT/looks/look_<k>/ that trained a run of a scan with ``--until-decided`` (a results folder of
+        its own, whose checkpoints hold the run's parameters), or None for any other scan."""
+        if self._looks is None:
+            self._looks = {}
+            for d in sorted((self.out / "looks").glob("look_*")) if (self.out / "looks").is_dir() else []:
+                part = ResultsFolder(d)
+                self._looks.update({r["run"]: part for r in part.runs})
+        return self._looks.get(run)
+
     def restore(self, run_ids) -> list:
         """The parameters (pytrees of numpy arrays) of the runs ``run_ids``, in that order, from the newest
         readable checkpoint of each run's program (module docstring)."""
         out = []
         for run in run_ids:
+            if self.look_of(run) is not None:
+                self.run(run)
+                out += self.look_of(run).restore([run])
+                continue
             i, _, members = self._program_of(run)
             _, leaves = self._checkpoint(i, run)
             k = [r["run"] for r in members].index(run)
@@ -192,6 +207,8 @@ class ResultsFolder:
 
     def step(self, run: int) -> int:
         """The number of updates behind the parameters ``restore`` gives for a run."""
+        if self.look_of(run) is not None:
+            return self.look_of(run).step(run)
         i, _, _ = self._program_of(run)
         return self._checkpoint(i, run)[0]
 

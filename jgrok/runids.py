@@ -57,3 +57,17 @@ def keep(rows: list[dict], only) -> list[dict]:
         return rows
     chosen = set(parse(str(only), len(rows)))
     return [r for r in rows if r["run"] in chosen]
+
+
+def text(ids) -> str:
+    """The shortest ``parse`` text of some run ids, ascending: consecutive ids as half-open ranges, e.g.
+    [0, 1, 2, 7] -> '0:3,7'."""
+    ids = sorted(set(int(i) for i in ids))
+    parts, i = [], 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if j == i else f"{ids[i]}:{ids[j] + 1}")
+        i = j + 1
+    return ",".join(parts)

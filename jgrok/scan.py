@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--out", help="results folder (default: runs/scan-<date>-<time>)")
     a("--overwrite", action="store_true", help="replace an existing results folder")
     a("--only", help="train only these run ids of the grid: comma list and A:B ranges")
+    a("--until-decided", metavar="AXIS", help="compare the two values of AXIS and train the seeds in looks, stopping "
+                                              "once the comparison is decided (with --look-every; jgrok.sequential)")
+    a("--look-every", metavar="N", help="seeds per run group between the looks of --until-decided")
+    a("--futility", metavar="CP", help="with --until-decided: also stop once the conditional power under the current "
+                                       "trend falls below CP, e.g. 0.1 (default 0: never)")
     a("--wave-size", help="lanes W per compiled wave (default: chosen from device memory, then recorded)")
     a("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field, e.g. train.sampling=full")
     a("--tb-runs", help="runs whose own curves go to TensorBoard: ids like 0:16, none, or auto (default: 16 runs "
@@ -107,7 +112,8 @@ FIELD_FLAGS = {"init_group": "init.groups", "init_from": "init.from_run", "tb_ru
                "checkpoint_every": "engine.checkpoint_every", "steps": "train.steps", "batch_size": "train.batch_size",
                "eval_every": "train.eval_every", "precision": "train.precision", "wave_size": "engine.wave_size",
                "stop_when": "train.stop_when", "patience": "train.patience", "measures": "train.measures",
-               "threshold": "train.thresholds"}
+               "threshold": "train.thresholds", "until_decided": "sequential.until_decided",
+               "look_every": "sequential.look_every", "futility": "sequential.futility"}
 # --epochs counts shuffled epochs instead of updates; applied first, so that --epochs 0 --steps N works
 FIELD_FLAGS = {"epochs": "train.epochs", **FIELD_FLAGS}
 
@@ -304,6 +310,8 @@ class Plan:
     only: str | None
     proc: int = 0
     n_proc: int = 1
+    looks: list | None = None  # --until-decided: the runs of each look (jgrok.sequential.look_rows), else None
+    starts: dict = dataclasses.field(default_factory=dict)  # --init-from parameters, read once
 
     @property
     def process(self) -> tuple[int, int] | None:
@@ -336,7 +344,7 @@ def _main(argv, stop) -> int:
         out = _new_out(args, plan, need)
     else:
         check_space(out, need // 2)  # the checkpoints already there are replaced one by one, not added to
-    trained = _train(args, out, plan, stop)
+    trained = _train_looks(args, out, plan, stop) if plan.looks else _train(args, out, plan, stop)
     if trained is None:
         return 130
     _finish(out, plan, *trained)
@@ -374,15 +382,30 @@ def make_plan(cfg, only, proc: int, n_proc: int, check_tb: bool = True) -> Plan:
     from jgrok.io import tb
 
     rows = runids.keep(grid.expand(cfg), only)
+    config_mod.check_looks(cfg)
+    looks = None
+    if cfg.sequential.until_decided and only is not None:  # e.g. --config OUT/config.yaml --only 17
+        if check_tb:
+            print("jgrok.scan: --only trains the runs it names as an ordinary scan, without the looks of "
+                  "--until-decided.", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, sequential=config_mod.SequentialConfig())
+    if cfg.sequential.until_decided:
+        if n_proc > 1:
+            raise ConfigError("--until-decided decides between looks in one process; run it without "
+                              "--num-processes or --distributed.")
+        from jgrok import sequential
+
+        looks = sequential.look_rows(cfg, rows)
     if check_tb:  # checked when the scan began (a shard's saved --only holds its own runs alone)
         tb.check_runs(cfg.engine.tb_runs, [r["run"] for r in rows])
     n_dev = engine.n_devices()
     starts: dict = {}  # --init-from parameters, read once
     # one lane width for the whole scan (recorded in config.yaml), so that --config OUT/config.yaml --only ...
     # reproduces any of its runs; with several processes it is sized for the largest share, so equal machines
-    # choose equal W
+    # choose equal W; a scan in looks trains one look at a time
+    sized = looks[0] if looks else rows
     W = cfg.engine.wave_size or min(engine.choose_wave_size(p, -(-len(m) // n_proc), n_dev)
-                                    for p, _, m in results_folder.programs(cfg, rows, starts))
+                                    for p, _, m in results_folder.programs(cfg, sized, starts))
     if n_proc > 1:  # this process trains every n_proc-th run of the table
         rows = rows[proc::n_proc]
         if not rows:
@@ -393,7 +416,7 @@ def make_plan(cfg, only, proc: int, n_proc: int, check_tb: bool = True) -> Plan:
 
     for prog, _, _ in progs:
         train.stop_rule(prog)  # an unknown stop metric is a mistake reported before anything is written
-    return Plan(cfg, rows, progs, W, only, proc, n_proc)
+    return Plan(cfg, rows, progs, W, only, proc, n_proc, looks, starts)
 
 
 def print_dry_run(plan: Plan) -> None:
@@ -421,8 +444,24 @@ def print_dry_run(plan: Plan) -> None:
                   f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
                   f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
         print("#   " + time_estimate(prog, len(members), W, n_dev))
+    if plan.looks:
+        print("# " + looks_design(plan))
     print(f"# disk: about {human_bytes(disk_bytes(plan.progs, cfg.engine.checkpoint_every))} at most "
           "(checkpoints and results)")
+
+
+def looks_design(plan: Plan) -> str:
+    """The dry run's line for a scan with --until-decided: what is compared, the looks and their boundaries."""
+    from jgrok import sequential
+
+    s = plan.cfg.sequential
+    K = len(plan.looks)
+    c = sequential.boundaries(K, s.alpha, s.spending)
+    a, b = (f"{s.until_decided}={v}" for v in plan.cfg.grid[s.until_decided])
+    return (f"until decided: {a} against {b} in {K} looks of {s.look_every} seeds per group "
+            f"({len(plan.looks[0])} runs each), {sequential.SPENDING_NAMES[s.spending]} boundaries |Z| >= "
+            f"{' '.join(f'{x:.2f}' for x in c)} ({sequential.TEST_NAMES[s.test]} test, alpha {s.alpha:g}); "
+            "training stops at the first look that crosses")
 
 
 def _new_out(args, plan: Plan, need: int) -> Path:
@@ -450,15 +489,17 @@ def _new_out(args, plan: Plan, need: int) -> Path:
     return out
 
 
-def _train(args, out: Path, plan: Plan, stop: dict):
+def _train(args, out: Path, plan: Plan, stop: dict, scan_out: Path | None = None):
     """Train every program and write the results files: (the programs' results, seconds of training), or None when
     stopped by a signal (checkpoint saved). A W that does not fit in device memory is halved (and recorded in
-    config.yaml) until it fits; ``plan.W`` and ``plan.cfg`` end as the ones used."""
+    config.yaml) until it fits; ``plan.W`` and ``plan.cfg`` end as the ones used. scan_out: the folder to resume
+    (a look's scan, when ``out`` is one of its looks)."""
     from jgrok import engine
     from jgrok.io import checkpoint, results, tb
 
     stop["clock"] = engine.ChunkClock()
-    resume_hint = f"python -m jgrok.scan --resume {out}"
+    stop["training"] = True
+    resume_hint = f"python -m jgrok.scan --resume {scan_out or out}"
     t0 = time.perf_counter()
     logger = None
     told = False
@@ -500,6 +541,59 @@ def _train(args, out: Path, plan: Plan, stop: dict):
     return done, wall
 
 
+def _train_looks(args, out: Path, plan: Plan, stop: dict):
+    """--until-decided: train the looks one after another, each a complete results folder OUT/looks/look_<k>/
+    (a look finished before a resume is read back, not trained again), and after each apply the sequential rule
+    (jgrok.sequential) to every look so far; stop at the first look that decides. Then OUT/sequential.json and
+    the merged results files. Returns (the programs trained now, seconds of training, the Decision), or None when
+    stopped by a signal."""
+    from jgrok import results_folder, runids, sequential
+    from jgrok.io import results
+
+    done, wall, summary, decision = [], 0.0, [], None
+    K = len(plan.looks)
+    for k, rows in enumerate(plan.looks):
+        where = out / "looks" / f"look_{k}"
+        if not (where / "summary.csv").is_file():
+            if stop["asked"]:
+                print(f"Stopped before look {k + 1} of {K}; resume with: python -m jgrok.scan --resume {out}",
+                      file=sys.stderr)
+                return None
+            only = runids.text(r["run"] for r in rows)
+            look = Plan(plan.cfg, rows, results_folder.programs(plan.cfg, rows, plan.starts), plan.W, only)
+            where.mkdir(parents=True, exist_ok=True)
+            if not (where / "config.yaml").is_file():
+                write_config(where, plan.cfg, plan.W, only, None)
+            if not args.quiet:
+                print(f"Look {k + 1} of {K}: seeds {k * plan.cfg.sequential.look_every}.."
+                      f"{(k + 1) * plan.cfg.sequential.look_every - 1} of each run group ({len(rows)} runs)",
+                      file=sys.stderr)
+            trained = _train(args, where, look, stop, scan_out=out)
+            if trained is None:
+                return None
+            if look.W != plan.W:  # narrowed to fit in memory: every later look trains at that W
+                plan.W, plan.cfg = look.W, look.cfg
+                write_config(out, plan.cfg, plan.W, None, None)
+            done += trained[0]
+            wall += trained[1]
+        summary += results.parse_summary(results.read_summary(where / "summary.csv"))
+        decision = sequential.decide(plan.cfg, plan.looks[: k + 1], summary)
+        print(decision.look_line(k + 1), file=sys.stderr)
+        if decision.finished:
+            break
+    stop["training"] = False
+    parts = [out / "looks" / f"look_{k}" for k in range(decision.looks_done)]
+    trained_runs = [r["run"] for lk in plan.looks[: decision.looks_done] for r in lk]
+    results.atomic_text(out / "sequential.json", json.dumps(decision.to_dict(), indent=1) + "\n")
+    only = None if decision.looks_done == K else runids.text(trained_runs)
+    cfg_text = config_mod.dump(plan.cfg if plan.cfg.engine.wave_size == plan.W else
+                               config_mod.set_path(plan.cfg, "engine.wave_size", str(plan.W)),
+                               {"lanes": plan.W, **({} if only is None else {"only": only})})
+    results.merge_parts(out, parts, cfg_text)
+    plan.rows = [r for lk in plan.looks[: decision.looks_done] for r in lk]
+    return done, wall, decision
+
+
 def _narrower(args, out: Path, plan: Plan, e, told: bool) -> bool:
     """After an out-of-memory error at W lanes: W / 2 from now on (recorded in config.yaml), the wider attempt's
     checkpoints and logs removed; ConfigError when W cannot shrink (1 lane, or a resumed scan's checkpoints).
@@ -536,8 +630,8 @@ def _updates_trained(done: list) -> tuple[int, int]:
     return n_steps, n_early
 
 
-def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
-    """The plots, then the end-of-scan printout."""
+def _finish(out: Path, plan: Plan, done: list, wall: float, decision=None) -> None:
+    """The plots, then the end-of-scan printout (with --until-decided, ``decision`` is where the looks ended)."""
     from jgrok import distribution, plots
     from jgrok.io import checkpoint, results
 
@@ -547,7 +641,7 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
         raise StorageError(f"The results in {out} are complete but the plots could not be written "
                            f"({checkpoint.reason(e)}); free space and run: python -m jgrok.report {out}") from None
     summary = results.read_summary(out / "summary.csv")
-    budget = done[0].prog.cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
+    budget = plan.progs[0][0].cfg.train.steps  # in updates (resolved from train.epochs where the config counts epochs)
     n_steps, n_early = _updates_trained(done)
     resumed_at = sorted({d.start_step for d in done})
     n_runs = len(plan.rows)
@@ -559,7 +653,8 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
     if n_early or resumed_at != [0]:  # then the seed-steps are not runs x budget: say how many
         trained += f": this process trained {n_steps:,} seed-steps"
     trained += f" in {wall:.1f} s"
-    print(f"\n{trained} ({n_steps / wall:,.0f} seed-steps/s including compilation) -> {out}  "
+    speed = f" ({n_steps / wall:,.0f} seed-steps/s including compilation)" if wall > 0 else ""
+    print(f"\n{trained}{speed} -> {out}  "
           f"(plots in {out / 'plots'}; python -m jgrok.report {out} writes report.md)")
     rate = n_steps / wall if n_steps and wall > 0 else None
     if rate:  # the rate jgrok.power prices extra seeds at (the newest process's)
@@ -570,6 +665,8 @@ def _finish(out: Path, plan: Plan, done: list, wall: float) -> None:
         print(line)
     for line in distribution.comparison_lines(typed, budget, rate):
         print(line)
+    if decision is not None:
+        print(f"Until decided ({decision.design()}): {decision.sentence()}")
     print(f"Lane width W = {plan.W}: {results.W_NOTE}")
     if plan.n_proc > 1:
         print(f"Process {plan.proc} of {plan.n_proc} wrote its shard to {out}; once every process has finished, "

@@ -300,24 +300,31 @@ def merge_shards(out: Path) -> int:
         p = out / "shards" / f"process_{i}"
         if f"process_{i}" not in names or not (p / "summary.csv").is_file() or not (p / "metrics.npz").is_file():
             raise ConfigError(f"Shard {p} is missing or unfinished; run (or --resume) process {i} of {n} first.")
-    summary = [r for p in shards for r in read_summary(p / "summary.csv")]
-    order = np.argsort([int(r["run"]) for r in summary], kind="stable")
-    summary = [summary[i] for i in order]
-    parts = [dict(np.load(p / "metrics.npz")) for p in shards]
-    arrays = {}
-    for k in parts[0]:
-        if k == "eval_step":
-            arrays[k] = parts[0][k]
-        else:
-            arrays[k] = np.concatenate([d[k] for d in parts], axis=0)[order]
     cfg = dict(cfgs[0])
     cfg.pop("only", None)
     cfg.pop("process", None)
     lanes = sorted({c.get("lanes") for c in cfgs})
     cfg["lanes"] = lanes[0] if len(lanes) == 1 else lanes
+    merge_parts(out, shards, yaml.safe_dump(cfg, sort_keys=False))
+    return n
+
+
+def merge_parts(out: Path, parts: list[Path], cfg_text: str) -> None:
+    """Merge finished results folders that each hold some runs of one scan (a multi-process scan's shards, a
+    sequential scan's looks) into OUT's summary.csv, metrics.npz and final_info.json, in run-id order, with
+    ``cfg_text`` as OUT/config.yaml."""
+    summary = [r for p in parts for r in read_summary(p / "summary.csv")]
+    order = np.argsort([int(r["run"]) for r in summary], kind="stable")
+    summary = [summary[i] for i in order]
+    pieces = [dict(np.load(p / "metrics.npz")) for p in parts]
+    arrays = {}
+    for k in pieces[0]:
+        if k == "eval_step" or pieces[0][k].ndim == 0:  # shared by every part (eval steps, updates per epoch)
+            arrays[k] = pieces[0][k]
+        else:
+            arrays[k] = np.concatenate([d[k] for d in pieces], axis=0)[order]
     # each file atomically, summary.csv last: as for a single process, a folder with summary.csv is complete
-    atomic_text(out / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    atomic_text(out / "config.yaml", cfg_text)
     _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))
     atomic_text(out / "final_info.json", json.dumps(final_info(summary), indent=1))
     write_summary(out / "summary.csv", summary)
-    return n
