@@ -4,7 +4,8 @@
   mean, s.e.        mean and standard error over the n finite values: s.e. = sample std (ddof=1) / sqrt(n); no s.e.
                     for n < 2. (final_info.json's ``stderrs`` are the AI-Scientist template's population std / n and
                     are written by jgrok.io.results, labelled as the template's.)
-  share k/n         with its 95% Wilson score interval (exact 0 and 1 at the ends: 0/8 -> 0-32%)
+  share k/n         with its 95% Wilson score interval (exact 0 and 1 at the ends: 0/8 -> 0-32%), computed by SciPy's
+                    ``binomtest(k, n).proportion_ci(method="wilson")``
   steps to 99% val acc (``step_val_acc_99``): time-to-event data, censored at the budget for runs that never got
                     there. Every number over them says which runs it covers:
                       "among the k that reached it"        quantiles, mean and s.e. of the k runs that reached 99%
@@ -13,15 +14,18 @@
   Kaplan-Meier      S(t) = share of runs not yet at 99% val acc after t updates = prod over event steps s <= t of
                     (1 - d_s / n_s) (d_s runs reached 99% at s, n_s runs had not before s). Its variance is
                     Greenwood's, Var S = S^2 sum d / (n (n - d)); the 95% band is the log(-log) transform of it
-                    (stays inside [0, 1]). Median = first t with S(t) <= 0.5 (none if S stays above 0.5), or the
+                    (stays inside [0, 1]). S and the band are SciPy's ``ecdf`` of the censored times
+                    (``sf.confidence_interval(method="log-log")``); Greenwood's s.e. is written out here, as SciPy
+                    keeps it private. Median = first t with S(t) <= 0.5 (none if S stays above 0.5), or the
                     midpoint to the next event time where S is exactly 0.5 until then (as R's survfit, and as the
                     plain median of an even number of uncensored values); its 95%
                     interval is the Brookmeyer-Crowley one read off the band: from the first t where the lower band
                     is <= 0.5 to the first t where the upper band is (open-ended where the band never gets there).
   log-rank test     between run groups: chi^2 = (O - E)' V^-1 (O - E) over the first G - 1 groups, with O and E the
                     observed and expected events per group and V the hypergeometric covariance; p from the chi^2
-                    distribution with G - 1 degrees of freedom. It compares whole curves (censoring included), which
-                    a mean of censored values does not.
+                    distribution with G - 1 degrees of freedom (statsmodels ``survdiff`` computes chi^2, SciPy's
+                    ``chi2.sf`` the p-value). It compares whole curves (censoring included), which a mean of
+                    censored values does not.
 """
 
 from __future__ import annotations
@@ -60,13 +64,13 @@ def mean_se_columns(x_RxE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval for a share k/n (with n = 0: (0, 1))."""
+    """The Wilson score interval for a share k/n (with n = 0: (0, 1)); SciPy's ``binomtest`` computes it."""
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (0.0 if k == 0 else centre - half), (1.0 if k == n else centre + half)  # exact at the ends
+    from scipy.stats import binomtest, norm
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=float(2 * norm.cdf(z) - 1), method="wilson")
+    return (0.0 if k == 0 else float(ci.low)), (1.0 if k == n else float(ci.high))  # exact at the ends
 
 
 @dataclass
@@ -111,52 +115,64 @@ def _first_at_or_below(t, s, level=0.5) -> float:
 
 
 def kaplan_meier(time, event, z: float = Z95) -> KaplanMeier:
-    """Kaplan-Meier estimate of the share without the event, from times and event flags (0 = censored there)."""
+    """Kaplan-Meier estimate of the share without the event, from times and event flags (0 = censored there):
+    SciPy's ``ecdf`` of the censored data, read at the event times (module docstring)."""
+    import warnings
+
+    from scipy.stats import CensoredData, ecdf, norm
+
     time = np.asarray(time, float)
     event = np.asarray(event, bool)
     ts = np.unique(time[event])
-    at_risk = np.array([(time >= t).sum() for t in ts], float)
-    d = np.array([(event & (time == t)).sum() for t in ts], float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.cumprod(1 - d / at_risk)
-        g = np.cumsum(np.where(at_risk > d, d / (at_risk * (at_risk - d)), np.inf))
+    at_risk = (time[None, :] >= ts[:, None]).sum(axis=1).astype(float)
+    d = (event[None, :] & (time[None, :] == ts[:, None])).sum(axis=1).astype(float)
+    if len(ts) == 0:  # no event: S stays 1
+        empty = np.zeros(0)
+        return KaplanMeier(ts, at_risk.astype(int), d.astype(int), empty, empty, empty, empty, len(time))
+    sf = ecdf(CensoredData(uncensored=time[event], right=time[~event])).sf
+    s = sf.evaluate(ts)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")  # the band is undefined where S is 0 (SciPy warns); it is S there
+        band = sf.confidence_interval(confidence_level=float(2 * norm.cdf(z) - 1), method="log-log")
+        lower, upper = band.low.evaluate(ts), band.high.evaluate(ts)
+        g = np.cumsum(np.where(at_risk > d, d / (at_risk * (at_risk - d)), np.inf))  # Greenwood
         se = s * np.sqrt(g)
-        # log(-log S) band: S ** exp(+-z sqrt(g) / log S); where S is 0 or 1 the band is S itself
-        ok = (s > 0) & (s < 1) & np.isfinite(g)
-        w = np.where(ok, z * np.sqrt(np.where(ok, g, 0)) / np.log(np.where(ok, s, 0.5)), 0.0)
-        lower = np.where(ok, s ** np.exp(-w), s)
-        upper = np.where(ok, s ** np.exp(w), s)
+    ok = (s > 0) & (s < 1) & np.isfinite(g) & np.isfinite(lower) & np.isfinite(upper)
+    lower, upper = np.where(ok, lower, s), np.where(ok, upper, s)
     lower, upper = np.minimum(lower, upper), np.maximum(lower, upper)
     return KaplanMeier(ts, at_risk.astype(int), d.astype(int), s, np.where(np.isfinite(se), se, np.nan),
                        lower, upper, len(time))
 
 
 def logrank(times: list, events: list) -> dict:
-    """The log-rank test between G groups (lists of per-group times and event flags): {chi2, df, p, observed,
-    expected}. p is NaN when there is nothing to compare (one group, or no event at all)."""
-    from scipy.stats import chi2 as chi2_dist
+    """The log-rank test between G groups (lists of per-group times and event flags): {chi2, df, p}, chi^2 from
+    statsmodels' ``survdiff``. p is NaN when there is nothing to compare (one group, or no event at all)."""
+    times = [np.asarray(t, float).ravel() for t in times]
+    group = np.concatenate([np.full(len(t), g) for g, t in enumerate(times)]) if times else np.zeros(0)
+    chi2, df, p = survdiff(np.concatenate(times) if times else np.zeros(0),
+                           np.concatenate([np.asarray(e, bool).ravel() for e in events]) if events else np.zeros(0),
+                           group)
+    return dict(chi2=chi2, df=df, p=p)
 
-    times = [np.asarray(t, float) for t in times]
-    events = [np.asarray(e, bool) for e in events]
-    G = len(times)
-    all_t = np.unique(np.concatenate([t[e] for t, e in zip(times, events)])) if G else np.array([])
-    O, E = np.zeros(G), np.zeros(G)
-    V = np.zeros((G, G))
-    for t in all_t:
-        n_g = np.array([(tt >= t).sum() for tt in times], float)
-        d_g = np.array([((tt == t) & ee).sum() for tt, ee in zip(times, events)], float)
-        n, d = n_g.sum(), d_g.sum()
-        O += d_g
-        E += d * n_g / n
-        if n > 1:
-            f = d * (n - d) / (n * n * (n - 1))
-            V += f * (np.diag(n_g * n) - np.outer(n_g, n_g))
-    df = G - 1
-    if G < 2 or len(all_t) == 0:
-        return dict(chi2=math.nan, df=df, p=math.nan, observed=O, expected=E)
-    diff = (O - E)[:-1]
-    chi2 = float(diff @ np.linalg.pinv(V[:-1, :-1]) @ diff)
-    return dict(chi2=chi2, df=df, p=float(chi2_dist.sf(chi2, df)), observed=O, expected=E)
+
+def survdiff(time, event, group, strata=None) -> tuple[float, int, float]:
+    """(chi^2, df, p) of the log-rank test between the groups of ``group`` over flat arrays, stratified where
+    ``strata`` is given: statsmodels' ``survdiff`` for chi^2, SciPy's ``chi2.sf`` for p (survdiff's own p-value is
+    1 - cdf, which rounds to 0 below about 1e-16). NaN when there is one group or no event."""
+    import warnings
+
+    from scipy.stats import chi2 as chi2_dist
+    from statsmodels.duration.survfunc import survdiff as sm_survdiff
+
+    event = np.asarray(event, bool)
+    df = len(np.unique(group)) - 1
+    if df < 1 or not event.any():
+        return math.nan, df, math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chi2, _ = sm_survdiff(np.asarray(time, float), event.astype(float), np.asarray(group), strata=strata)
+    chi2 = float(chi2)
+    return chi2, df, float(chi2_dist.sf(chi2, df)) if np.isfinite(chi2) else math.nan
 
 
 def logrank_steps(steps: list, reached: list, budget: int) -> dict:
