@@ -8,6 +8,10 @@
                                                               seeds that takes (jgrok.power) -> OUT/analysis/compare.md
     python -m jgrok.analyze runs/wd --power --effect 1.5      only: every one-axis comparison and the seeds each
                                                               needs, also for a named hazard ratio
+    python -m jgrok.analyze runs/wd --share-within 0.05 --median-within 50
+                                                              only: per run group, the seeds for its shares to
+                                                              +- 5% and its median to +- 50 steps (jgrok.power)
+                                                              -> OUT/analysis/seeds_needed.md
 
 Tables go to OUT/analysis/tables/*.csv, figures to OUT/analysis/plots/*.png, and the report links both. The
 analyses that train (``--chaos``, ``--attribute``) keep their results in OUT/analysis/chaos.csv and chimera.csv,
@@ -51,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--power", action="store_true", help="the comparisons of run groups that differ in one axis and the seeds per "
                                            "group each needs at 80%% power (this scan as the pilot); only that")
     a("--effect", help="also power for this hazard ratio (> 0, not 1; e.g. 1.5) with --compare or --power")
+    a("--share-within", metavar="H", help="seeds per run group for its shares (reached 99%%, super runs) to be known "
+                                          "to +- H, e.g. 0.05 (95%% Wilson interval); only that")
+    a("--median-within", metavar="STEPS", help="seeds per run group for its Kaplan-Meier median to land within +- "
+                                               "STEPS steps in 95%% of scans (simulated from its curve); only that")
     a("--overwrite", action="store_true", help="re-train chaos/chimera runs whose results already exist")
     a("--quiet", action="store_true", help="no progress bars")
     return p
@@ -121,8 +129,15 @@ def _main(argv) -> int:
     if effect == 1:
         raise ConfigError("--effect 1 is no difference, which no number of seeds detects; name a hazard ratio "
                           "such as 1.5 (or 0.67 for slower).")
+    if (args.compare or args.power) and (args.share_within or args.median_within):
+        raise ConfigError("--share-within and --median-within are an analysis of their own; run them without "
+                          "--compare and --power.")
     if args.compare or args.power:
         return _compare(scan, args.compare, effect)
+    share_h = _float("--share-within", args.share_within, 0, 0.5, open_lo=True) if args.share_within else None
+    median_h = _float("--median-within", args.median_within, 0, open_lo=True) if args.median_within else None
+    if share_h is not None or median_h is not None:
+        return _precision(scan, share_h, median_h, factor, args.factor)
     from jgrok.analysis import pipeline
 
     path = pipeline.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
@@ -162,6 +177,55 @@ def _compare(scan, names, effect) -> int:
     print("Seeds needed (80% power, alpha 0.05; this scan as the pilot):")
     for line in power.lines(items, scan.budget, power.rate(scan.out)):
         print("  " + line)
+    print(f"wrote {path}")
+    return 0
+
+
+def _precision(scan, share_h: float | None, median_h: float | None, factor: float, factor_text: str) -> int:
+    """--share-within H / --median-within STEPS: per run group, the seeds a precise estimate needs (jgrok.power);
+    printed and written to OUT/analysis/seeds_needed.md."""
+    from jgrok import power, scandata, stats
+    from jgrok.analysis import seeds
+    from jgrok.distribution import markdown_table
+
+    rate = power.rate(scan.out)
+    body, lines = [], []
+    for ((_, label), idx), g in zip(scan.groups.items(), scan.grok_times().values()):
+        steps, reached = scandata.steps_reached(scan.rows, idx)
+        steps = np.where(reached, steps, scan.budget)
+        items = []
+        if share_h is not None:
+            n_super = int(seeds.super_mask(steps, reached, factor).sum())
+            for what, k in (("share that reached 99% val acc", g["k"]), (f"super-run share (factor {factor_text})",
+                                                                         n_super)):
+                lo, hi = stats.wilson(k, g["n"])
+                items.append((what, f"{k}/{g['n']} = {100 * k / g['n']:.1f}% (95% CI {100 * lo:.1f}–{100 * hi:.1f}%)",
+                              f"± {100 * share_h:g}%", power.seeds_for_share(k / g["n"], share_h)))
+        if median_h is not None:
+            med = stats.fmt_median(g)
+            n = (power.seeds_for_median(g["km"], scan.budget, median_h) if np.isfinite(g["km_median"])
+                 else "no median")
+            items.append(("Kaplan-Meier median", med, f"± {median_h:g} steps", n))
+        for what, now, within, n in items:
+            if n == "no median":  # more seeds do not move a median that lies beyond the budget
+                need, cost = "–", "no median within the budget: train longer (--steps), not more seeds"
+            else:
+                need = f">{power.MAX_SEEDS}" if n is None else str(n)
+                cost = power.cost(n, 1, scan.budget, rate)
+            body.append([label, what, now, within, need, cost])
+            lines.append(f"{label}: {what} {now}: " + (cost if need == "–" else f"{need} seeds for {within} ({cost})"))
+    head = ["run group", "estimate", "this scan", "wanted (95%)", "seeds needed", "cost"]
+    md = [f"# Seeds for a precise estimate: {scan.out.name}", "",
+          "Per run group, the seeds at which an estimate is known to the half-width asked for: a share's 95% Wilson "
+          "interval at this scan's share, and the Kaplan-Meier median's spread over simulated scans of that many "
+          f"seeds drawn from this scan's curve (middle 95% of {power.TRIALS} simulated medians). Super runs: steps "
+          f"to 99% val acc <= {factor_text} x the run group's median (jgrok.analysis.seeds). Definitions: jgrok.power.",
+          "", markdown_table(head, body), ""]
+    path = scan.out / "analysis" / "seeds_needed.md"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(md))
+    for line in lines:
+        print(line)
     print(f"wrote {path}")
     return 0
 

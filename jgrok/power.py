@@ -19,6 +19,10 @@ two-sided alpha = 0.05 detects the difference with 80% power. Shown by report.md
               test reduces to a sign test on the seeds where one setting got there first:
               chi^2 = (a - b)^2 / (a + b) (a: seeds where A got there at an earlier evaluation than B, b: the reverse),
               which is what the simulation computes (tests check it against statsmodels' stratified survdiff).
+  one group   seeds for a precise estimate of one run group: for a share (that reached 99%; the super-run share
+              of jgrok.analysis.seeds), the smallest n whose 95% Wilson interval at the pilot's share is at most
+              +- the half-width asked for; for the Kaplan-Meier median, the smallest n for which 95% of simulated
+              n-seed groups (drawn from the pilot's curve) have their median within +- the half-width (steps).
   cost        seeds x run groups x budget updates = seed-steps; time at the rate the pilot scan itself measured
               (OUT/timing.json, written by the scan: seed-steps per second including compilation) where it has one.
 
@@ -128,19 +132,60 @@ def _power_at(n, sample, test, trials, rng_seed) -> float:
 
 def smallest_n(sample, test, trials: int = TRIALS, rng_seed: int = 0, target: float = POWER) -> int | None:
     """The smallest n (any n up to 16, a multiple of 8 above) up to MAX_SEEDS whose simulated power reaches
-    ``target``, by doubling from 2 then bisection (power grows with n; the same random numbers at every n keep it near monotone); None beyond."""
+    ``target`` (the same random numbers at every n keep the power near monotone in n); None beyond."""
+    return smallest(lambda n: _power_at(n, sample, test, trials, rng_seed) >= target)
+
+
+def smallest(ok) -> int | None:
+    """The smallest n of the grid (any n up to 16, multiples of 8 above, up to MAX_SEEDS) with ok(n), for an ok
+    that turns true as n grows: doubling from 2, then bisection; None when even MAX_SEEDS is not enough."""
     lo, hi = 1, 2
-    while _power_at(hi, sample, test, trials, rng_seed) < target:
+    while not ok(hi):
         lo, hi = hi, hi * 2
         if hi > MAX_SEEDS:
             return None
     while hi - lo > (1 if hi <= 16 else 8):
         mid = (lo + hi) // 2 if hi <= 16 else (lo + hi) // 16 * 8
-        if _power_at(mid, sample, test, trials, rng_seed) >= target:
+        if ok(mid):
             hi = mid
         else:
             lo = mid
     return hi
+
+
+# ---------------------------------------------------------------------------------- one group: a precise estimate
+
+def share_half_width(p: float, n: int) -> float:
+    """Half the width of the 95% Wilson interval of a share p observed over n runs (k = round(p n))."""
+    from jgrok import stats
+
+    lo, hi = stats.wilson(int(round(p * n)), n)
+    return (hi - lo) / 2
+
+
+def seeds_for_share(p: float, half_width: float) -> int | None:
+    """Seeds for the 95% Wilson interval of a share near p to be at most +- half_width."""
+    return smallest(lambda n: share_half_width(p, n) <= half_width)
+
+
+def median_half_width(km, n: int, budget: int, trials: int = TRIALS, rng_seed: int = 0) -> float:
+    """Half the width of the middle 95% of the Kaplan-Meier medians of ``trials`` simulated groups of n runs drawn
+    from the curve km (inverse transform, as ``draw``): how far the median of an n-seed scan lands from scan to
+    scan. Infinite when more than 2.5% of the simulated groups have no median within the budget."""
+    from jgrok.compare import median_censored
+
+    rng = np.random.default_rng(rng_seed)
+    t, got = draw(km, rng.random((trials, n)), budget)
+    med = median_censored(np.where(got, t, np.inf), budget)
+    with np.errstate(invalid="ignore"):  # a share of medians at +inf: the upper percentile is inf
+        lo, hi = np.percentile(med, [2.5, 97.5])
+    return float((hi - lo) / 2) if np.isfinite(hi) else math.inf
+
+
+def seeds_for_median(km, budget: int, half_width: float, trials: int = TRIALS, rng_seed: int = 0) -> int | None:
+    """Seeds for the Kaplan-Meier median of a run group to land within +- half_width steps (95% of simulated
+    scans), from the group's own curve."""
+    return smallest(lambda n: median_half_width(km, n, budget, trials, rng_seed) <= half_width)
 
 
 def for_comparison(comp, steps_a, reached_a, seeds_a, steps_b, reached_b, seeds_b, budget: int,

@@ -156,3 +156,35 @@ def test_power_needs_two_groups(tmp_path, capsys):
     write_scan(tmp_path, {"seed": list(range(4))})
     assert analyze.main([str(tmp_path), "--power"]) == 2
     assert "no two run groups of one task that differ in one axis" in capsys.readouterr().err
+
+
+def test_seeds_for_a_precise_share_and_median():
+    # a share of 0.2 to +-5%: 1.96^2 0.2 0.8 / 0.05^2 = 246 by the normal approximation; the Wilson grid value
+    n = power.seeds_for_share(0.2, 0.05)
+    assert n == 248 and power.share_half_width(0.2, n) <= 0.05 < power.share_half_width(0.2, n - 8)
+    assert power.seeds_for_share(0.5, 0.5) == 2 and power.seeds_for_share(0.5, 1e-4) is None
+    # a median from exponential runs: the spread shrinks like 1 / sqrt(n)
+    rng = np.random.default_rng(3)
+    t = np.minimum(np.ceil(rng.exponential(1000, 4000) / 25) * 25, 5000)
+    km = stats.kaplan_meier(t, t < 5000)
+    w64, w256 = (power.median_half_width(km, n, 5000) for n in (64, 256))
+    assert w256 < w64 and w64 / w256 == pytest.approx(2, rel=0.25)
+    n = power.seeds_for_median(km, 5000, w64)
+    assert 48 <= n <= 80  # the grid value near 64 (the same random numbers at every n)
+
+
+def test_analyze_gives_the_seeds_for_precise_estimates(tmp_path, capsys):
+    write_scan(tmp_path, {"wd": [0.1, 1.0], "seed": list(range(16))}, never=(1, 4))
+    capsys.readouterr()
+    assert analyze.main([str(tmp_path), "--share-within", "0.1", "--median-within", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "share that reached 99% val acc" in out and "super-run share (factor 1/3)" in out
+    assert "Kaplan-Meier median" in out and "seeds for ± 100 steps" in out
+    md = (tmp_path / "analysis" / "seeds_needed.md").read_text()
+    assert "| run group | estimate | this scan | wanted (95%) | seeds needed | cost |" in md
+    for args, words in ((["--share-within", "0.7"], "--share-within must be in"),
+                        (["--median-within", "0"], "--median-within must be in"),
+                        (["--power", "--share-within", "0.1"], "an analysis of their own")):
+        assert analyze.main([str(tmp_path), *args]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1
