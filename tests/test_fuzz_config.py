@@ -49,7 +49,7 @@ VALUE_FLAGS = ["--config", "--task", "--seeds", "--data-seeds", "--split-seeds",
                "--init", "--init-scale", "--optimizer", "--filter", "--filter-alpha", "--filter-lambda",
                "--filter-window", "--steps", "--batch-size", "--eval-every", "--precision", "--only", "--wave-size",
                "--tb-runs", "--checkpoint-every", "--set"]
-SET_KEYS = [f"{s}.{f}" for s, cls in config._SECTION_CLASSES.items() for f in config._field_types(cls)] + [
+SET_KEYS = [f"{s}.{f}" for s, cls in config.SECTIONS.items() for f in config.field_types(cls)] + [
     f"grid.{a}" for a in config.AXES] + ["grid", "task", "x.y", "task.nope", "grid.nope", "a.b.c", "", ".", "é.é"]
 BARE_FLAGS = ["--overwrite", "--quiet", "--bogus", "--help", "-h", "--res", "--s", "-x", "--", "stray"]
 
@@ -150,8 +150,8 @@ def test_cli_real_run_fuzz_tally():
 
 # ---------------------------------------------------------------- the config loader and YAML files
 
-SECTIONS = list(config._SECTION_CLASSES) + ["grid", "lanes", "only", "nope", "", "é"]
-FIELDS = sorted({f for cls in config._SECTION_CLASSES.values() for f in config._field_types(cls)} | set(config.AXES)
+SECTIONS = list(config.SECTIONS) + ["grid", "lanes", "only", "nope", "", "é"]
+FIELDS = sorted({f for cls in config.SECTIONS.values() for f in config.field_types(cls)} | set(config.AXES)
                 | {"nope", ""})
 LEAF = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT, WORDS)
 YAML_VALUE = st.recursive(LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3),

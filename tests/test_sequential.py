@@ -47,11 +47,13 @@ def test_look_size_must_divide_the_seeds():
 # ----------------------------------------------------------------------------- the scan that trains in looks
 
 def seq_cfg(seeds=8, look=2, futility=0.0, test="logrank"):
+    import yaml
+
     from jgrok import config
     from tests.conftest import tiny
 
     cfg = tiny(wd=[0.5, 1.0], seed=list(range(seeds)))
-    return config.from_dict({**config.yaml.safe_load(config.dump(cfg)),
+    return config.from_dict({**yaml.safe_load(config.dump(cfg)),
                              "sequential": {"until_decided": "wd", "look_every": look, "futility": futility,
                                             "test": test}})
 
