@@ -79,6 +79,22 @@ def flops_per_update(cfg: config_mod.Config, n_val: int, n_out: int, batch: int 
     return 3 * fwd * (batch or tr.batch_size) + fwd * n_val / tr.eval_every
 
 
+def matmul_tflops(n: int = 2048, repeats: int = 10) -> float:
+    """TFLOP/s of a jitted n x n x n float32 matmul on the default device (best of ``repeats`` after a warm-up):
+    the machine's own matmul rate, against which a training step's FLOP rate is a share."""
+    import jax.numpy as jnp
+
+    f = jax.jit(lambda a, b: a @ b)
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    f(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e12
+
+
 def peak_share(row: dict, flops: float, peak: float | None) -> dict:
     """A measured row with its FLOPs/update, TFLOP/s and share of the device's peak (None where unknown)."""
     row = dict(row, flops_per_update=flops, tflops=flops * row["seed_steps_per_s"] / 1e12)
@@ -150,23 +166,27 @@ def main(argv=None) -> dict:
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in PEAK_TFLOPS")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement, interleaved; report medians")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--no-memory", action="store_true", help="skip XLA's memory analysis per run on backends that "
+                                                                "report no peak (it compiles the chunk twice more)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import torch
+    modes = [m for m in a.torch.split(",") if m.strip()]
+    torch = None
+    if modes:  # PyTorch only where a variant of it is measured
+        import torch
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
+        if a.threads:
+            torch.set_num_threads(a.threads)
     cfg = experiment(a)
     dev = jax.local_devices()[0]
     kind = getattr(dev, "device_kind", dev.platform)
     peak = a.peak_tflops or PEAK_TFLOPS.get(kind, {}).get(a.precision)
-    torch_device = "cuda" if dev.platform == "gpu" and torch.cuda.is_available() else "cpu"
+    torch_device = "cuda" if torch is not None and dev.platform == "gpu" and torch.cuda.is_available() else "cpu"
     (prog, table, _), = grid.programs(cfg, grid.expand(cfg))
     flops = flops_per_update(cfg, table.n_pairs - table.n_train, table.n_out)
     sizes = [int(s) for s in a.sizes.split(",") if s.strip()]
-    modes = [m for m in a.torch.split(",") if m.strip()]
 
     rounds = []
     for r in range(a.rounds):
@@ -175,7 +195,7 @@ def main(argv=None) -> dict:
             res.append(run_torch(cfg, mode, a.torch_seeds, a.torch_steps or a.steps, torch_device))
             print(f"round {r}: {res[-1]['system']}: {res[-1]['seed_steps_per_s']:,.1f} seed-steps/s", file=sys.stderr)
         for S in sizes:
-            res.append(run_jgrok(cfg, S))
+            res.append(run_jgrok(cfg, S, lane_bytes=not a.no_memory))
             print(f"round {r}: jgrok S={S}: {res[-1]['seed_steps_per_s']:,.1f} seed-steps/s", file=sys.stderr)
         rounds.append(res)
 
@@ -196,9 +216,11 @@ def main(argv=None) -> dict:
             f"d={m.d_model}, heads={m.n_heads}, layers={m.n_layers}, batch {cfg.train.batch_size}, eval every "
             f"{cfg.train.eval_every} on the full val split, {a.precision}; {prog.n_params:,} params per run; "
             f"{flops / 1e6:.1f} MFLOP per update; medians of {a.rounds} round(s)")
+    mm = matmul_tflops()
+    head += f"; jitted 2048 x 2048 fp32 matmul: {1e3 * mm:.0f} GFLOP/s on this device"
     print(head)
     print(f"{'system':<14}{'S':>6}{'seed-steps/s':>15}{'x eager':>9}{'x best torch':>13}{'warm-up s':>11}"
-          f"{'compile s':>11}{'TFLOP/s':>9}{'% peak':>8}{'MiB/run':>12}")
+          f"{'compile s':>11}{'TFLOP/s':>9}{'% peak':>8}{'% matmul':>9}{'MiB/run':>12}")
     for r in table_rows:
         x_e = f"{r['seed_steps_per_s'] / eager:.1f}" if eager else "-"
         x_b = f"{r['seed_steps_per_s'] / best_torch:.1f}" if best_torch else "-"
@@ -207,10 +229,11 @@ def main(argv=None) -> dict:
                if "bytes_per_run" in r else "-")
         comp = f"{r['compile_s']:.1f}" if "compile_s" in r else "-"
         print(f"{r['system']:<14}{r['runs']:>6}{r['seed_steps_per_s']:>15,.1f}{x_e:>9}{x_b:>13}"
-              f"{r['warmup_s']:>11.1f}{comp:>11}{r['tflops']:>9.4f}{pk:>8}{mib:>12}")
+              f"{r['warmup_s']:>11.1f}{comp:>11}{r['tflops']:>9.4f}{pk:>8}{100 * r['tflops'] / mm:>9.1f}{mib:>12}")
     result = {"header": head, "device": kind, "platform": dev.platform, "machine": platform.platform(),
-              "date": datetime.date.today().isoformat(), "jax": jax.__version__, "torch": torch.__version__,
-              "config": cfg.to_dict(), "peak_tflops": peak, "rows": table_rows, "rounds": rounds}
+              "date": datetime.date.today().isoformat(), "jax": jax.__version__,
+              "torch": torch.__version__ if torch is not None else None, "config": cfg.to_dict(), "peak_tflops": peak,
+              "matmul_tflops": mm, "rows": table_rows, "rounds": rounds}
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -128,14 +128,34 @@ def device_free_bytes() -> int:
         return 8 << 30
 
 
-def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int, free: int | None = None) -> int:
-    """Default W: as many lanes per device as fit in half of the free device memory, but no more than needed.
+# On a CPU a wider wave is not faster per seed-step beyond a point: two cores are busy with one run's matmuls
+# already at the template's size. Measured on the 2-core development CPU (benchmarks/RESULTS.md, 2026-12-07), the
+# fastest W per seed-step was 16 for tiny_cpu (18.5 MiB per lane by per_run_bytes), 1 for the template (200 MiB)
+# and 8-64 for the width-32 model (7.7 MiB); W = 128 for tiny_cpu was 13% slower than 16. So on a CPU the default
+# W is at most the largest power of two whose lanes' estimate stays within CPU_WAVE_BYTES: a rule of the config and
+# the backend alone (not of the machine's free memory or speed), so equal configs choose equal W everywhere.
+CPU_WAVE_BYTES = 384 * 2**20
+
+
+def cpu_lanes(prog: train.Program) -> int:
+    """The CPU's cap on the default W (CPU_WAVE_BYTES): the largest power of two W with W x per_run_bytes within
+    it, at least 1."""
+    fit = max(1, CPU_WAVE_BYTES // max(per_run_bytes(prog), 1))
+    return 1 << (int(fit).bit_length() - 1)
+
+
+def choose_wave_size(prog: train.Program, n_runs: int, n_devices: int, free: int | None = None,
+                     backend: str | None = None) -> int:
+    """Default W: as many lanes per device as fit in half of the free device memory, but no more than needed, and
+    on a CPU no more than ``cpu_lanes`` (``backend``: jax's default backend unless given).
 
     When the analytic estimate (per_run_bytes) says the needed lanes fill less than a quarter of the free memory,
     they are taken without measuring; otherwise the footprint is measured from the compiled chunk
     (measured_lane_bytes) and the analytic estimate is only the fallback."""
     free = device_free_bytes() if free is None else free
     need = -(-n_runs // n_devices)
+    if (backend or jax.default_backend()) == "cpu":
+        need = min(need, cpu_lanes(prog))
     if per_run_bytes(prog) * need <= 0.25 * free:
         return max(1, need)
     measured = measured_lane_bytes(prog, min(prog.cfg.engine.chunk, prog.cfg.train.steps))

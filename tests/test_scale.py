@@ -299,3 +299,23 @@ def test_measured_footprint_sizes_waves_to_free_memory():
     assert engine.choose_wave_size(prog, 64, 1, free=free) == 10
     assert engine.choose_wave_size(prog, 64, 1, free=2 * (fixed + 3 * per_lane)) == 3
     assert engine.choose_wave_size(prog, 64, 1, free=1) == 1
+
+
+def test_default_wave_on_a_cpu_is_a_rule_of_the_config_not_of_free_memory():
+    from jgrok import config as config_mod
+
+    def prog_of(cfg):
+        (prog, _, _), = grid.programs(cfg, grid.expand(cfg)[:1])
+        return prog
+
+    tiny_cpu, template = prog_of(config_mod.load("tiny_cpu")), prog_of(config_mod.load("ai_scientist"))
+    # the fastest widths measured on the 2-core CPU (benchmarks/RESULTS.md): 16 for tiny_cpu, 1 for the template
+    assert engine.cpu_lanes(tiny_cpu) == 16 and engine.cpu_lanes(template) == 1
+    for free in (1 << 34, 1 << 40):  # however much memory is free
+        assert engine.choose_wave_size(tiny_cpu, 256, 1, free=free, backend="cpu") == 16
+        assert engine.choose_wave_size(template, 64, 1, free=free, backend="cpu") == 1
+    assert engine.choose_wave_size(tiny_cpu, 8, 1, free=1 << 40, backend="cpu") == 8  # no more than the runs need
+    assert engine.choose_wave_size(tiny_cpu, 256, 1, free=1 << 40, backend="gpu") == 256  # a GPU: what fits
+    # a power of two within CPU_WAVE_BYTES
+    w = engine.cpu_lanes(tiny_cpu)
+    assert w * engine.per_run_bytes(tiny_cpu) <= engine.CPU_WAVE_BYTES < 2 * w * engine.per_run_bytes(tiny_cpu)
