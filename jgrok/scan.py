@@ -648,8 +648,11 @@ def _finish(out: Path, plan: Plan, done: list, wall: float, decision=None) -> No
     trained = f"{n_runs} runs x {'up to ' if n_early else ''}{budget} updates"
     if n_early:
         trained += f" ({n_early} ended early: stop rule or divergence)"
-    if resumed_at != [0]:
+    if resumed_at and resumed_at != [0]:
         trained += f", resumed at update {'/'.join(map(str, resumed_at))}"
+    now = sum(len(d.rows) for d in done)
+    if now < n_runs:  # a scan in looks resumed after some of its looks had finished
+        trained += f", {now} of them in this session"
     if n_early or resumed_at != [0]:  # then the seed-steps are not runs x budget: say how many
         trained += f": this process trained {n_steps:,} seed-steps"
     trained += f" in {wall:.1f} s"
