@@ -19,6 +19,9 @@ from jgrok import config, scan
 from jgrok.errors import ConfigError
 from tests.conftest import TINY_ARGS
 
+# the tallies read what the fuzz tests of this module counted in this process: under pytest-xdist (CI's second
+# stage) they need --dist loadfile, which runs a file's tests in one worker, in file order
+
 N_DRY = int(os.environ.get("JGROK_FUZZ_DRY", 300))
 N_REAL = int(os.environ.get("JGROK_FUZZ_REAL", 6))
 N_YAML = int(os.environ.get("JGROK_FUZZ_YAML", 300))
