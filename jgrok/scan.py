@@ -586,10 +586,7 @@ def _train_looks(args, out: Path, plan: Plan, stop: dict):
     trained_runs = [r["run"] for lk in plan.looks[: decision.looks_done] for r in lk]
     results.atomic_text(out / "sequential.json", json.dumps(decision.to_dict(), indent=1) + "\n")
     only = None if decision.looks_done == K else runids.text(trained_runs)
-    cfg_text = config_mod.dump(plan.cfg if plan.cfg.engine.wave_size == plan.W else
-                               config_mod.set_path(plan.cfg, "engine.wave_size", str(plan.W)),
-                               {"lanes": plan.W, **({} if only is None else {"only": only})})
-    results.merge_parts(out, parts, cfg_text)
+    results.merge_parts(out, parts, config_text(plan.cfg, plan.W, only, None))
     plan.rows = [r for lk in plan.looks[: decision.looks_done] for r in lk]
     return done, wall, decision
 
@@ -731,6 +728,11 @@ def record_rates(done: list, n_dev: int) -> None:
 
 def write_config(out: Path, cfg, W: int, only, process: tuple[int, int] | None) -> None:
     """OUT/config.yaml: the resolved config with the lane width W actually used (and the runs of a partial scan)."""
+    (out / "config.yaml").write_text(config_text(cfg, W, only, process))
+
+
+def config_text(cfg, W: int, only, process: tuple[int, int] | None) -> str:
+    """The text of config.yaml (``write_config``)."""
     if cfg.engine.wave_size != W:
         cfg = config_mod.set_path(cfg, "engine.wave_size", str(W))
     extra = {"lanes": W}
@@ -738,7 +740,7 @@ def write_config(out: Path, cfg, W: int, only, process: tuple[int, int] | None) 
         extra["only"] = str(only)
     if process is not None:
         extra["process"] = f"{process[0]}/{process[1]}"
-    (out / "config.yaml").write_text(config_mod.dump(cfg, extra))
+    return config_mod.dump(cfg, extra)
 
 
 if __name__ == "__main__":

@@ -304,12 +304,11 @@ def decide(cfg, looks: list[list[dict]], summary: list[dict]) -> Decision:
             t[g].append(float(row["step_val_acc_99"]) if reached else float(budget))
             e[g].append(reached)
     K = config_mod.replicates(cfg) // N
-    out = run(t[0], e[0], t[1], e[1], N, s.alpha, s.spending, s.test, K, s.futility)
     z = [float(TESTS[s.test](np.asarray(t[0][:m])[None], np.asarray(e[0][:m])[None], np.asarray(t[1][:m])[None],
                              np.asarray(e[1][:m])[None])[0]) for m in range(N, len(t[0]) + 1, N)]
     cum = lambda flags: [int(np.sum(flags[: (k + 1) * N])) for k in range(len(looks))]  # noqa: E731
     labels = [f"{axis}={rungroup.value_text(v)}" for v in values]
-    d = Decision(axis, *labels, N, K, s.spending, s.alpha, s.test, [float(c) for c in out.bounds], z,
+    d = Decision(axis, *labels, N, K, s.spending, s.alpha, s.test, [float(c) for c in boundaries(K, s.alpha, s.spending)], z,
                  cum(e[0]), cum(e[1]), s.futility)
     k = d.stopped_at  # looks after the one that stopped do not count (the scan trains none)
     if k is not None and k < d.looks_done:
