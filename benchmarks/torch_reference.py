@@ -67,10 +67,10 @@ import torch.nn.functional as F
 from torch import nn
 
 try:
-    from jgrok.errors import ConfigError
+    from jgrok.errors import ConfigError, UserError
 except ImportError:  # run as a script from a checkout where jgrok is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from jgrok.errors import ConfigError
+    from jgrok.errors import ConfigError, UserError
 
 TASKS = ("x_plus_y", "x_minus_y", "x_div_y", "permutation")
 MODES = ("eager", "compile", "vmap")
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         m = run(a.task, a.mode, list(range(a.seeds)), a.steps, a.eval_every, a.batch_size, a.eval, warmup,
                         a.device, a.p, a.frac)
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if not a.curves:

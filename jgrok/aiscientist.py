@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from jgrok import scan as scan_cli
-from jgrok.errors import ConfigError
+from jgrok.errors import ConfigError, UserError
 from jgrok.results_folder import open_scan
 
 DATASETS = ("x_div_y", "x_minus_y", "x_plus_y", "permutation")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
                 raise ConfigError(f"Dataset '{name}' is not one of the template's: {', '.join(DATASETS)}.")
         if (out_dir / "final_info.json").exists():
             raise ConfigError(f"{out_dir}/final_info.json already exists; choose another --out_dir.")
-    except ConfigError as e:
+    except UserError as e:
         print(f"jgrok.aiscientist: error: {e}", file=sys.stderr)
         return 2
     scan_args = ["--config", "ai_scientist", "--task", args.datasets, "--seeds", args.seeds,

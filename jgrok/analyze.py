@@ -27,7 +27,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from jgrok.errors import ArgumentParser, ConfigError
+from jgrok.errors import ArgumentParser, ConfigError, UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def _ids(flag, text):
 def main(argv=None) -> int:
     try:
         return _main(argv)
-    except ConfigError as e:
+    except UserError as e:
         print(f"jgrok.analyze: error: {e}", file=sys.stderr)
         return 2
 

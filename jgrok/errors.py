@@ -2,8 +2,9 @@
 
 Everything a user can get wrong (a bad range, an unknown task, an impossible config, an existing output
 folder) is raised as :class:`ConfigError` with one sentence that says what to change; a storage fault (a
-read-only or full output location) is a :class:`StorageError`. The command-line entry points print the sentence
-without a traceback and exit with code 2.
+read-only or full output location) is a :class:`StorageError`, which is not a mistake in the request but a state
+of the machine the user can fix. Both are a :class:`UserError`: the command-line entry points catch that, print
+the sentence without a traceback and exit with code 2.
 """
 
 import argparse
@@ -14,14 +15,18 @@ def one_line(message: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message).strip())
 
 
-class ConfigError(ValueError):
-    """A mistake in what the user asked for; the message (always one line) says what to change."""
+class UserError(ValueError):
+    """Something the user can fix, said in one line (exit code 2 at the command line)."""
 
     def __init__(self, message: str = ""):
         super().__init__(one_line(message))
 
 
-class StorageError(ConfigError):
+class ConfigError(UserError):
+    """A mistake in what the user asked for (flags, config, paths, run ids); the message says what to change."""
+
+
+class StorageError(UserError):
     """The output location cannot take what a scan must write (read-only, full, gone); the message says what was
     kept and how to go on."""
 

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from jgrok.errors import ConfigError
+from jgrok.errors import ConfigError, UserError
 from jgrok.tasks import mheight_codes as mheight
 
 
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         generate_main(args)
-    except ConfigError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

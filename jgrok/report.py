@@ -18,7 +18,7 @@ from pathlib import Path
 from jgrok import plots, rungroup, runids, stats
 from jgrok.config import MAX_RUNS
 from jgrok.distribution import distribution_lines, distribution_table, logrank_lines, markdown_table, threshold_lines
-from jgrok.errors import ArgumentParser, ConfigError
+from jgrok.errors import ArgumentParser, ConfigError, UserError
 from jgrok.io import results
 from jgrok.io.results import W_NOTE
 from jgrok.results_folder import open_scan
@@ -271,7 +271,7 @@ def main(argv=None) -> int:
     try:
         args = p.parse_args(argv)
         path = build_report(args.out, _parse_runs(args.runs) if args.runs else None)
-    except ConfigError as e:
+    except UserError as e:
         print(f"jgrok.report: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path} and {path.parent / 'plots'}/")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from jgrok import axes
 from jgrok import config as config_mod
-from jgrok.errors import ArgumentParser, ConfigError, StorageError, one_line
+from jgrok.errors import ArgumentParser, ConfigError, StorageError, UserError, one_line
 
 RESULT_ENTRIES = ("config.yaml", "metrics.npz", "metrics.npz.tmp", "summary.csv", "final_info.json", "plots", "tb",
                   "checkpoints", "report.md", "analysis")
@@ -203,7 +203,7 @@ def prepare_out(out: Path, overwrite: bool) -> Path | None:
         probe = out / ".write_test"
         probe.write_text("ok")
         probe.unlink()
-    except ConfigError:
+    except UserError:
         raise
     except OSError as e:
         raise StorageError(f"Cannot write to output folder {out} ({e.strerror}); choose another --out.") from None
@@ -287,7 +287,7 @@ def main(argv=None, *, hard_exit: bool = False) -> int:
         old = {s: signal.signal(s, ask_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _main(argv, stop)
-    except ConfigError as e:
+    except UserError as e:
         print(f"jgrok.scan: error: {one_line(e)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help
@@ -477,7 +477,7 @@ def _new_out(args, plan: Plan, need: int) -> Path:
     try:  # nothing is trained yet: if the folder cannot take the scan, leave nothing behind
         check_space(out, need)
         write_config(out, plan.cfg, plan.W, plan.only, plan.process)
-    except (ConfigError, OSError) as e:
+    except (UserError, OSError) as e:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
         else:
