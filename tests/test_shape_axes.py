@@ -1,6 +1,8 @@
 """The shape axes (--p, --d-model, --layers): one program per shape, all in one scan and one results folder, curves of
 other shapes padded side by side in metrics.npz, and every reader of the folder handling them. One tiny mixed scan
-(p 5 and 7 x 1 and 2 layers, 2 seeds: 4 programs, 8 runs) is shared by the tests of this module."""
+(p 5 and 7 x 1 and 2 layers, 2 seeds: 4 programs, 8 runs) is shared by the tests that read a trained folder; its
+four compilations take minutes on a 2-core machine, so those tests are slow, and the padding itself is checked
+fast on arrays below."""
 
 import shutil
 
@@ -30,6 +32,7 @@ def mixed(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_mixed_scan_is_one_results_folder_that_open_scan_and_report_read(mixed):
     import jgrok
     from jgrok import report
@@ -49,6 +52,7 @@ def test_a_mixed_scan_is_one_results_folder_that_open_scan_and_report_read(mixed
     assert tags, "TensorBoard logs of a mixed scan"
 
 
+@pytest.mark.slow
 def test_curves_of_other_shapes_are_padded_with_nan_and_their_extents(mixed):
     import jgrok
     from jgrok.io import results
@@ -72,6 +76,7 @@ def test_curves_of_other_shapes_are_padded_with_nan_and_their_extents(mixed):
     assert results.PAD + "fourier_spectrum" in arrays and "pad/fourier_spectrum" not in d.curves
 
 
+@pytest.mark.slow
 def test_a_run_of_a_mixed_scan_retrained_alone_with_only_is_bit_identical(mixed, tmp_path):
     import jgrok
     from jgrok import scan
@@ -85,6 +90,7 @@ def test_a_run_of_a_mixed_scan_retrained_alone_with_only_is_bit_identical(mixed,
         np.testing.assert_array_equal(b.curves(name)[0][0], a.curves(name)[0][6], err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_mixed_scan_resumes_from_its_checkpoints(mixed, tmp_path):
     import jgrok
     from jgrok import scan
@@ -103,6 +109,7 @@ def test_a_mixed_scan_resumes_from_its_checkpoints(mixed, tmp_path):
         assert (b.run_config(r).model.n_layers, len(b.model(r).blocks)) == (LAYERS_OF[r], LAYERS_OF[r])
 
 
+@pytest.mark.slow
 def test_init_from_a_run_of_another_shape_is_refused(mixed, capsys):
     from jgrok import scan
 
@@ -111,6 +118,27 @@ def test_init_from_a_run_of_another_shape_is_refused(mixed, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "has parameters of another shape" in err and "Traceback" not in err
+
+
+def test_parts_of_other_shapes_are_stacked_with_nan_padding_and_their_extents():
+    from jgrok.io import results
+
+    a = {"spec": np.ones((2, 3, 2), np.float32), "val": np.zeros((2, 3), np.float32)}
+    b = {"spec": np.full((1, 3, 4), 2, np.float32), "val": np.ones((1, 3), np.float32), "block1": np.ones((1, 3))}
+    order = np.array([2, 0, 1])  # the part b's run first
+    out = results.stack([a, b], [2, 1], order)
+    assert out["spec"].shape == (3, 3, 4) and "pad/val" not in out
+    np.testing.assert_array_equal(out["pad/spec"], [[3, 4], [3, 2], [3, 2]])
+    np.testing.assert_array_equal(out["pad/block1"], [[3], [0], [0]])
+    assert np.isnan(out["spec"][1:, :, 2:]).all() and (out["spec"][0] == 2).all()
+    assert np.isnan(out["block1"][1:]).all() and (out["block1"][0] == 1).all()
+    np.testing.assert_array_equal(results.own(out, "spec", 1), np.ones((3, 2)))
+    assert results.own(out, "block1", 2).shape == (0,) and results.own(out, "val", 0).shape == (3,)
+    # stacking stacked parts again (shards, looks) keeps each run's own extents
+    again = results.stack([{k: v[:1] for k, v in out.items()}, {k: v[1:] for k, v in out.items()}], [1, 2],
+                          np.arange(3))
+    for k in ("spec", "pad/spec", "pad/block1"):
+        np.testing.assert_array_equal(again[k], out[k])
 
 
 def test_the_dry_run_lists_each_program_with_its_runs(capsys):
