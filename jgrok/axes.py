@@ -14,9 +14,16 @@ Adding an axis that is a per-run number (a "traced" axis, one compiled program s
 to the config section it belongs to, an entry here with a ``hyper`` dtype, and the line in jgrok/train.py (or the
 module it calls) that reads ``hp.<name>``. Its checks go with its section's checks in jgrok.config.validate.
 
+Adding an axis that changes the compiled program (a "program" axis: array shapes, a kind of optimiser): an entry
+here with role "program" and the base-config field it replaces; jgrok.grid.programs splits the runs by its
+values, and each program is built from its own config. Check every value of it in jgrok.config.validate (the
+checks of a section run once per value there), and where it changes the shape of a curve, the padding of
+jgrok.io.results.merge puts the programs' curves side by side.
+
 Roles:
-  program   values that change the compiled program (task, optimiser kind, a named variant): runs that differ in
-            one of them are trained by different programs (jgrok.grid.programs)
+  program   values that change the compiled program (task, optimiser kind, a named variant, the shape axes p,
+            d_model, n_layers): runs that differ in one of them are trained by different programs
+            (jgrok.grid.programs)
   value     a per-run value inside one program: a field of train.Hyper (``hyper`` gives its dtype) or, for
             ``init`` and ``filter``, an index into the program's schemes / filters (grid.hyper encodes them)
   seed      a per-run seed: replicates, never part of a run group's label; takes half-open ranges A:B. A seed axis
@@ -61,13 +68,13 @@ class Axis:
 REGISTRY: tuple[Axis, ...] = (
     Axis("task", "program", nest=0, column=0, field=("task", "name"), flag="--task",
          help="task name, or a comma list (an axis); see the README's task table"),
-    Axis("seed", "seed", nest=15, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
+    Axis("seed", "seed", nest=18, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
          value_type=int),  # model seed; train.Hyper.seed_G holds it per layer group (init.groups overrides)
-    Axis("data_seed", "seed", nest=12, column=None, flag="--data-seeds", value_type=int, fallback="seed",
+    Axis("data_seed", "seed", nest=15, column=None, flag="--data-seeds", value_type=int, fallback="seed",
          help="seeds of the train/val split and the batch order together (an axis)"),
-    Axis("split_seed", "seed", nest=13, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
+    Axis("split_seed", "seed", nest=16, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
          help="seeds of the train/val split alone (an axis)", hyper=np.int32),
-    Axis("order_seed", "seed", nest=14, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
+    Axis("order_seed", "seed", nest=17, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
          help="seeds of the batch order alone (an axis)", hyper=np.int32),
     Axis("wd", "value", nest=5, column=5, field=("optim", "wd"), flag="--wd", help="weight decay values (comma list)",
          hyper=np.float32),
@@ -91,6 +98,15 @@ REGISTRY: tuple[Axis, ...] = (
          missing=False),
     # names of bundles of overrides in the config's ``variants`` (jgrok.config.variant_config)
     Axis("variant", "program", nest=1, column=14, value_type=str, missing=""),
+    # the shape axes: each value changes array shapes (the vocabulary and the number of pairs, the width, the
+    # depth), so runs of different values are trained by different programs, all in one scan and one results
+    # folder (curves of other shapes are padded side by side in metrics.npz: jgrok.io.results)
+    Axis("p", "program", nest=12, column=15, field=("task", "p"), flag="--p",
+         help="moduli p of the modular tasks (comma list; one program per value)"),
+    Axis("d_model", "program", nest=13, column=16, field=("model", "d_model"), flag="--d-model",
+         help="transformer widths model.d_model (comma list; one program per value)"),
+    Axis("n_layers", "program", nest=14, column=17, field=("model", "n_layers"), flag="--layers",
+         help="transformer depths model.n_layers (comma list; one program per value)"),
 )
 
 

@@ -96,7 +96,20 @@ def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[
         if pcfg.init.from_run and load_start is not None:
             prog = with_start(prog, pcfg.init.from_run, load_start)
         out.append((prog, table, members))
+    _check_layout(out)
     return out
+
+
+def _check_layout(progs: list) -> None:
+    """Every program of a scan evaluates at the same steps (metrics.npz holds one ``eval_step`` for all runs):
+    a budget counted in epochs is refused where the programs' training sets differ in size."""
+    layouts = {(p.cfg.train.steps, p.cfg.train.eval_every) for p, _, _ in progs}
+    if len(layouts) > 1:
+        sizes = ", ".join(f"{t.n_train} for {m[0]['task']} p={m[0]['p']}" for _, t, m in progs)
+        raise config_mod.ConfigError(
+            f"train.epochs counts each program's own epochs, and the programs of this scan have training sets of "
+            f"different sizes ({sizes} pairs), so their budgets would differ; count updates instead (--steps, "
+            f"--eval-every) to scan them together.")
 
 
 def hyper(prog: Program, rows: list[dict]) -> Hyper:

@@ -5,6 +5,7 @@
     scan.runs                        # the runs table of the trained runs (jgrok.grid.expand, --only applied)
     scan.summary                     # summary.csv rows, cells typed (int, float, bool, str; None where empty)
     acc, steps = scan.curves("val_acc")      # float [runs, evals] in run-id order, and the eval steps [evals]
+    scan.padding("fourier_spectrum") # each run's own extents where runs of other shapes are padded (or None)
     params = scan.restore([3, 17])   # final parameters of runs 3 and 17 (numpy pytrees)
     model = scan.model(17)           # run 17 as an NNX model holding those parameters
     data = scan.data()               # what the readers use: summary and curves aligned, run groups, grokking
@@ -155,12 +156,21 @@ class ResultsFolder:
 
     def curves(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(values [runs, evals] (``fourier_spectrum``: [runs, evals, F]) in run-id order, eval steps [evals]) of
-        one metric of metrics.npz, e.g. "val_acc"; ConfigError when the scan has no such curve."""
+        one metric of metrics.npz, e.g. "val_acc"; ConfigError when the scan has no such curve. Runs of programs
+        of other shapes are padded with NaN (``padding`` says how far each run's own values go)."""
         with np.load(self._need("metrics.npz")) as z:
             if name not in z.files:
-                have = sorted(k for k in z.files if k not in ("run", "eval_step"))
+                have = sorted(k for k in z.files if k not in ("run", "eval_step") and not k.startswith(results.PAD))
                 raise ConfigError(f"{self.out / 'metrics.npz'} has no curve '{name}'; it has {', '.join(have)}.")
             return np.asarray(z[name]), np.asarray(z["eval_step"])
+
+    def padding(self, name: str) -> np.ndarray | None:
+        """int [runs, ndim - 1]: each run's own extent of the axes after the runs axis of curve ``name``, where the
+        scan's programs wrote it in different shapes (jgrok.io.results.PAD; 0: the run's model has no such
+        curve); None where every run's has the same shape (nothing is padded)."""
+        with np.load(self._need("metrics.npz")) as z:
+            key = results.PAD + name
+            return np.asarray(z[key]) if key in z.files else None
 
     def rows_of(self, name: str, run_ids) -> np.ndarray:
         """The rows of one array of metrics.npz for some runs, without reading the others (``step_loss`` [R, S]

@@ -428,26 +428,37 @@ def print_dry_run(plan: Plan) -> None:
     print(f"# runs: {len(plan.rows)} in {len(plan.progs)} program(s) on {engine.platform()}")
     for line in runs_table(plan.rows):
         print("#   " + line)
-    for prog, table, members in plan.progs:
+    for i, (prog, table, members) in enumerate(plan.progs):
+        print(f"# program {i}: {program_title(plan.rows, members)}")
         per = engine.per_run_bytes(prog)
         mem = f"estimated device memory {human_bytes(per)} per run, {human_bytes(per * W)} per device"
         if prog.kind.epochs:
             tr = prog.cfg.train
-            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}: {len(members)} runs, "
-                  f"{prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
+            print(f"#   {len(members)} runs, {prog.n_params:,} parameters per run (ResNet width {prog.cfg.model.width}, "
                   f"{prog.cfg.model.blocks} blocks, {prog.n_inputs} input features), {table.describe()}; "
                   f"{config_mod.updates_per_epoch(tr, prog.n_train)} updates per epoch, {tr.steps} updates, "
                   f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
         else:
-            variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
-            print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
-                  f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
+            print(f"#   {len(members)} runs, {prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
                   f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
         print("#   " + time_estimate(prog, len(members), W, n_dev))
     if plan.looks:
         print("# " + looks_design(plan))
     print(f"# disk: about {human_bytes(disk_bytes(plan.progs, cfg.engine.checkpoint_every))} at most "
           "(checkpoints and results)")
+
+
+def program_title(rows: list[dict], members: list[dict]) -> str:
+    """'x_plus_y / adamw d_model=64 n_layers=2, runs 12:16': a program of the dry run, named by its task, its
+    optimiser, and the values of the other program axes (jgrok.axes) that vary in the scan, with its run ids."""
+    from jgrok import rungroup, runids
+
+    shown = [a.name for a in axes.program() if a.name not in ("task", "optimizer", "variant")
+             and len({rungroup.value_text(r[a.name]) for r in rows}) > 1]
+    r = members[0]
+    variant = f" / variant {r['variant']}" if r.get("variant") else ""
+    values = "".join(f" {a}={rungroup.value_text(r[a])}" for a in shown)
+    return f"{r['task']} / {r['optimizer']}{variant}{values}, runs {runids.text(m['run'] for m in members)}"
 
 
 def looks_design(plan: Plan) -> str:

@@ -6,6 +6,7 @@ jgrok.report, jgrok.analyze, jgrok.plots and jgrok.analysis read a scan through 
     d.rows               # summary.csv, one dict per run in run-id order, cells typed (jgrok.io.results.parse_value)
     d.curves["val_acc"]  # float [runs, evals] of metrics.npz, row i = the run of d.rows[i]; d.eval_step_E: the
                          # update count of each evaluation
+    d.own("fourier_spectrum", i)  # run i's own values of a curve padded across shapes (jgrok.io.results.PAD)
     d.groups             # {(task, run-group label): row indices}, in jgrok.rungroup.by_label's order
     d.grok_times()       # {label: jgrok.stats.grok_time of its steps to 99% val acc}
     d.logrank()          # {task: jgrok.stats.logrank_steps between its run groups}, for tasks with several
@@ -50,6 +51,9 @@ class ScanData:
     curves: dict[str, np.ndarray]  # [R, E] arrays of metrics.npz, row i = the run of rows[i]
     budget: int                    # the value of step_val_acc_99 for runs that never got there
     per_epoch: float | None = field(default=None)  # updates per epoch of a regression scan; None otherwise
+    # each padded curve's ``pad/`` extents (jgrok.io.results.PAD), aligned with rows: int [R, ndim - 1]; a
+    # scan whose programs all have one shape has none
+    pads: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def regression(self) -> bool:
@@ -64,6 +68,11 @@ class ScanData:
     def groups(self) -> dict[tuple[str, str], np.ndarray]:
         """{(task, run-group label): row indices}."""
         return groups(self.rows, self.group_axes)
+
+    def own(self, name: str, i: int) -> np.ndarray:
+        """Row i of curve ``name`` without its padding (jgrok.io.results.PAD): the run's own values."""
+        return results.own({name: self.curves[name], **({results.PAD + name: self.pads[name]}
+                                                         if name in self.pads else {})}, name, i)
 
     def column(self, key: str, idx=None) -> np.ndarray:
         """One summary column over the rows idx (all by default) as floats (None -> NaN)."""
@@ -152,13 +161,16 @@ def _classification(folder) -> ScanData:
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise ConfigError(f"{npz} cannot be read as jgrok metrics ({e}); pass the --out folder of a finished "
                           "scan.") from None
-    names = [k for k in arrays if k not in ("run", "eval_step") and not k.startswith("step_")]
+    names = [k for k in arrays if k not in ("run", "eval_step") and not k.startswith(("step_", results.PAD))]
     lacking = [k for k in CURVES if k not in names]
     if lacking:
         raise ConfigError(f"{npz} lacks the curves {', '.join(lacking)}; pass the --out folder of a finished scan.")
     cfg = folder.saved
     budget = (cfg.get("train") or {}).get("steps") or int(eval_step_E[-1])
-    return ScanData(folder.out, cfg, rows, eval_step_E, _aligned(folder, rows, arrays, names), int(budget))
+    pads = {k[len(results.PAD):]: v for k, v in
+            _aligned(folder, rows, arrays, [k for k in arrays if k.startswith(results.PAD)]).items()}
+    return ScanData(folder.out, cfg, rows, eval_step_E, _aligned(folder, rows, arrays, names), int(budget),
+                    pads=pads)
 
 
 def _regression(folder) -> ScanData:

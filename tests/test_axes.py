@@ -52,6 +52,9 @@ ROUND_TRIP = {
     "filter_window": ("3", 3),
     "orthogonal_grad": (True, True),
     "variant": ("plain", "plain"),
+    "p": ("13", 13),
+    "d_model": ("8", 8),
+    "n_layers": ("2", 2),
 }
 # data_seed is no column: it sets the split and the order seed, checked without training below
 NOT_TRAINED = {"data_seed"}

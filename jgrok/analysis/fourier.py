@@ -26,10 +26,14 @@ def has_curves(curves: dict) -> bool:
     return "fourier_spectrum" in curves
 
 
-def final_spectra(curves: dict) -> np.ndarray:
-    """float[R, F]: each run's spectrum at its last evaluation with a finite value (NaN rows if none)."""
+def final_spectra(curves: dict, n_freq_R: np.ndarray | None = None) -> np.ndarray:
+    """float[R, F]: each run's spectrum at its last evaluation with a finite value (NaN rows if none).
+    ``n_freq_R``: each run's own number of frequencies where runs of several moduli are padded to F
+    (jgrok.io.results.PAD: the padding is NaN at every evaluation and does not count as a diverged one)."""
     spec = curves["fourier_spectrum"]  # [R, E, F]
-    ok = np.isfinite(spec).all(axis=2)
+    n = np.full(len(spec), spec.shape[2]) if n_freq_R is None else np.asarray(n_freq_R)
+    padding = np.arange(spec.shape[2])[None, None, :] >= n[:, None, None]
+    ok = (np.isfinite(spec) | padding).all(axis=2)
     last = spec.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
     out = spec[np.arange(len(spec)), last]
     return np.where(ok.any(axis=1)[:, None], out, np.nan)

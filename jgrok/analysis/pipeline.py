@@ -268,12 +268,15 @@ def _fourier_part(scan, ids, tdir, pdir) -> list[str]:
         return []
     pos = {r["run"]: i for i, r in enumerate(scan.rows)}
     sel = [pos[r] for r in ids]
-    spectra = fourier.final_spectra(scan.curves)[sel]
+    pad = scan.pads.get("fourier_spectrum")  # runs of several moduli: each its own number of frequencies
+    n_freq = None if pad is None else pad[:, -1]
+    spectra = fourier.final_spectra(scan.curves, n_freq)[sel]
+    own = [s if n_freq is None else s[: n_freq[i]] for s, i in zip(spectra, sel)]
     last = {k: last_finite(scan.curves[k][sel]) for k in ("fourier_gini", "restricted_loss", "excluded_loss")}
     body = ["### Fourier spectra of chosen runs", "",
             f"Key frequencies: the smallest set holding {fourier.measures.KEY_SHARE:.0%} of the "
             "squared spectrum of the number-token embedding at the run's last evaluation "
             "(jgrok.analysis.fourier).", ""]
-    body += rep.fourier_table(ids, spectra, [fourier.key_frequencies(s) for s in spectra], last, tdir)
+    body += rep.fourier_table(ids, spectra, [fourier.key_frequencies(s) for s in own], last, tdir)
     p = fourier.spectrum_figure(spectra, ids, pdir / "fourier_norms.png")
     return body + [f"![{p.stem}](plots/{p.name})", ""]

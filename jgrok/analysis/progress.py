@@ -211,7 +211,8 @@ def figures(curves: dict, eval_step_E: np.ndarray, s99: np.ndarray, reached: np.
         # first, as a share of its own total: how concentrated the spectrum is, whatever the frequencies
         spec = -np.sort(-curves["fourier_spectrum"], axis=2)
         with np.errstate(all="ignore"):
-            spec = spec / spec.sum(axis=2, keepdims=True)
+            # nansum: the NaN padding of runs with fewer frequencies (jgrok.io.results.PAD) sorts last, adds nothing
+            spec = spec / np.nansum(spec, axis=2, keepdims=True)
         spec = plots.quiet(np.nanmedian, spec, axis=0)  # [E, F]
         fig = plots.figure(7, 3.6)
         ax = fig.add_subplot()

@@ -3,6 +3,8 @@ change; and the check of a sequential design (``--until-decided``) once the scan
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 
 from jgrok import axes, grokfast, losses, measures, models, optim, runids
 from jgrok import init as init_mod
@@ -22,7 +24,9 @@ def validate(cfg: Config) -> None:
     tasks = _axis_values(cfg, "task")
     regression = mheight_task.NAME in tasks
     _check_task(cfg, tasks, regression)
-    _check_model(cfg.model, regression)
+    for m in each(cfg, "model"):  # every width and depth of the grid
+        _check_model(m, regression)
+    _check_shape_axes(cfg, tasks)
     _check_optim(cfg)
     _check_init(cfg)
     _check_train(cfg, tasks, regression)
@@ -38,12 +42,35 @@ def _axis_values(cfg: Config, axis: str) -> list:
     return list(cfg.grid.get(axis, [getattr(getattr(cfg, section), field)]))
 
 
+def each(cfg: Config, section: str) -> list:
+    """The config section ``section`` with every combination of the values of the grid's program axes that
+    replace one of its fields (``--p 53,97`` gives two task sections): a shape axis's values are checked one by
+    one, each as the config of the programs that have it."""
+    names = [a.name for a in axes.program() if a.field is not None and a.field[0] == section and a.name in cfg.grid
+             and a.name != "task"]
+    base = getattr(cfg, section)
+    return [dataclasses.replace(base, **{axes.by_name(a).field[1]: v for a, v in zip(names, values)})
+            for values in itertools.product(*(cfg.grid[a] for a in names))]
+
+
+def _check_shape_axes(cfg: Config, tasks: list[str]) -> None:
+    """A shape axis the scan's model or tasks do not have would train the same runs under several labels."""
+    if "p" in cfg.grid and not any(algorithmic.is_modular(t) for t in tasks):
+        raise ConfigError(f"--p sets the modulus of the modular tasks, and this scan has none (tasks: "
+                          f"{', '.join(tasks)}); drop --p.")
+    for axis, flag in (("d_model", "--d-model"), ("n_layers", "--layers")):
+        if axis in cfg.grid and cfg.model.kind != "transformer":
+            raise ConfigError(f"{flag} sets the transformer's {axis}, and model.kind '{cfg.model.kind}' has none; "
+                              f"drop {flag} (or set model.kind: transformer).")
+
+
 def _check_task(cfg: Config, tasks: list[str], regression: bool) -> None:
-    for name in tasks:
-        if name == mheight_task.NAME:
-            mheight_task.check(cfg.task)
-        else:
-            algorithmic.check_task(name, cfg.task)
+    for t in each(cfg, "task"):  # every modulus of the grid
+        for name in tasks:
+            if name == mheight_task.NAME:
+                mheight_task.check(t)
+            else:
+                algorithmic.check_task(name, t)
     if regression and len(tasks) > 1:
         raise ConfigError("Task 'mheight' (regression) cannot share a scan with classification tasks; scan it alone.")
     t = cfg.task
@@ -154,7 +181,8 @@ def _check_train(cfg: Config, tasks: list[str], regression: bool) -> None:
         raise ConfigError("Task 'mheight' is a regression (mean squared error); leave train.loss and "
                           "train.softmax_precision at their defaults.")
     parse_stop_rule(tr.stop_when)
-    measures.check(tr.measures, tasks, m.kind, t.p, t.vocab)
+    for t in each(cfg, "task"):
+        measures.check(tr.measures, tasks, m.kind, t.p, t.vocab)
     parse_thresholds(tr.thresholds)
     if tr.loss == "sequence" and regression:
         raise ConfigError("train.loss 'sequence' is for token tasks; the m-height regression has no sequence.")
@@ -195,7 +223,7 @@ def _check_limits(cfg: Config) -> None:
     if cfg.engine.wave_size > MAX_LANES:
         raise ConfigError(f"engine.wave_size = {cfg.engine.wave_size} lanes is more than jgrok's limit of "
                           f"{MAX_LANES}.")
-    params = approx_params(cfg.model)
+    params = max(approx_params(m) for m in each(cfg, "model"))
     if params > MAX_PARAMS:
         raise ConfigError(f"The model has about {params:.2e} parameters per run, more than jgrok's limit of "
                           f"{MAX_PARAMS:.2e}; reduce model.d_model, model.n_layers or model.mlp_ratio.")

@@ -248,17 +248,65 @@ def by_group(summary: list[dict]) -> dict[str, list[dict]]:
 
 
 def merge(done: list) -> tuple[list[dict], dict, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
-    """Concatenate the programs' results in run-id order."""
+    """Concatenate the programs' results in run-id order (curves of other shapes padded: ``stack``)."""
     rows = [r for d in done for r in d.rows]
     order = np.argsort([r["run"] for r in rows], kind="stable")
-    keys = sorted(set.intersection(*(set(d.metrics) for d in done)))
+    metrics = stack([d.metrics for d in done], [len(d.rows) for d in done], order)
     cat = lambda xs: np.concatenate(xs, axis=0)[order]  # noqa: E731
-    metrics = {k: cat([d.metrics[k] for d in done]) for k in keys}
     lanes = done[0].lanes
     stopped = cat([d.stopped_step if d.stopped_step is not None else np.full(len(d.rows), -1, np.int32)
                    for d in done])
+    steps = {tuple(d.eval_step) for d in done}
+    assert len(steps) == 1, "every program of a scan evaluates at the same steps (jgrok.grid.programs)"
     return ([rows[i] for i in order], metrics, done[0].eval_step, cat([d.step_loss for d in done]),
             cat([d.step_acc for d in done]), cat([d.diverged_step for d in done]), lanes, stopped)
+
+
+# Padding. Programs of other shapes (jgrok.axes' shape axes: another p, d_model or n_layers) write curves of other
+# shapes: fourier_spectrum [R, E, F] has F = p // 2 frequencies, a one-layer model has no norm/block1_* curves. In
+# metrics.npz they lie side by side in one array each, padded with NaN at the end of every axis after the runs
+# axis, and ``pad/<name>`` (int32 [R, ndim - 1]) holds each run's own extent of those axes (0 where the run's model
+# has no such curve); an array without a ``pad/`` key is unpadded. ``own`` cuts a run's own values out again.
+PAD = "pad/"
+
+
+def stack(pieces: list[dict], sizes: list[int], order) -> dict:
+    """The per-run arrays of several parts of a scan (each {name: [R_i, ...]}, ``sizes`` their R_i) as one array
+    each, rows in ``order``: padded with NaN where the parts' shapes differ or a part lacks the array, with its
+    ``pad/`` key (see PAD); a part's own ``pad/`` keys (a shard or look that was padded already) carry over."""
+    names = list(dict.fromkeys(k for p in pieces for k in p if not k.startswith(PAD)))
+    out = {}
+    for k in names:
+        have = [p[k] for p in pieces if k in p]
+        tails = {a.shape[1:] for a in have}
+        if len(have) == len(pieces) and len(tails) == 1 and not any(PAD + k in p for p in pieces):
+            out[k] = np.concatenate(have, axis=0)[order]
+            continue
+        ndim = have[0].ndim - 1
+        tail = tuple(max(t[d] for t in tails) for d in range(ndim))
+        dtype = np.result_type(have[0].dtype, np.float32)  # NaN needs a float
+        arrays, extents = [], []
+        for p, n in zip(pieces, sizes):
+            a = np.full((n,) + tail, np.nan, dtype)
+            if k in p:
+                a[(slice(None),) + tuple(slice(0, m) for m in p[k].shape[1:])] = p[k]
+                ext = p[PAD + k] if PAD + k in p else np.tile(np.array(p[k].shape[1:], np.int32), (n, 1))
+            else:
+                ext = np.zeros((n, ndim), np.int32)
+            arrays.append(a)
+            extents.append(np.asarray(ext, np.int32).reshape(n, ndim))
+        out[k] = np.concatenate(arrays, axis=0)[order]
+        out[PAD + k] = np.concatenate(extents, axis=0)[order]
+    return out
+
+
+def own(arrays: dict, name: str, i: int) -> np.ndarray:
+    """Row ``i`` of the array ``name`` of metrics.npz (``arrays``: its arrays) without its padding (see PAD): the
+    run's own values, e.g. its own F frequencies of ``fourier_spectrum``; empty where its model has no such curve."""
+    row = arrays[name][i]
+    if PAD + name not in arrays:
+        return row
+    return row[tuple(slice(0, int(m)) for m in arrays[PAD + name][i])]
 
 
 def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
@@ -317,12 +365,9 @@ def merge_parts(out: Path, parts: list[Path], cfg_text: str) -> None:
     order = np.argsort([int(r["run"]) for r in summary], kind="stable")
     summary = [summary[i] for i in order]
     pieces = [dict(np.load(p / "metrics.npz")) for p in parts]
-    arrays = {}
-    for k in pieces[0]:
-        if k == "eval_step" or pieces[0][k].ndim == 0:  # shared by every part (eval steps, updates per epoch)
-            arrays[k] = pieces[0][k]
-        else:
-            arrays[k] = np.concatenate([d[k] for d in pieces], axis=0)[order]
+    shared = {k: v for k, v in pieces[0].items() if k == "eval_step" or v.ndim == 0}  # eval steps, updates per epoch
+    arrays = {**shared, **stack([{k: v for k, v in d.items() if k not in shared} for d in pieces],
+                                [len(d["run"]) for d in pieces], order)}
     # each file atomically, summary.csv last: as for a single process, a folder with summary.csv is complete
     atomic_text(out / "config.yaml", cfg_text)
     _atomic(out / "metrics.npz", lambda f: np.savez(f, **arrays))

@@ -127,6 +127,11 @@ def is_prime(p: int) -> bool:
     return p >= 2 and all(p % d for d in range(2, math.isqrt(p) + 1))
 
 
+def is_modular(name: str) -> bool:
+    """True for the tasks on Z_p (the ones task.p applies to)."""
+    return name in _MOD_OPS
+
+
 def check_task(name: str, cfg) -> None:
     """Raise ConfigError if task ``name`` cannot be built with the task settings ``cfg``."""
     if name in _MOD_OPS:
