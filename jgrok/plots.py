@@ -528,8 +528,11 @@ def fraction_figure(points: dict, budget: int) -> Figure:
     ax = fig.add_subplot()
     meds = [t["km_median"] for pts in points.values() for _, t in pts if np.isfinite(t["km_median"])]
     log = bool(meds) and min(meds) > 0 and budget / min(meds) >= 10
-    for color, (label, pts) in zip(_colors(len(points)), points.items()):
-        f = np.array([x for x, _ in pts])
+    xs = [x for pts in points.values() for x, _ in pts]
+    span = (max(xs) - min(xs)) or 1.0
+    for li, (color, (label, pts)) in enumerate(zip(_colors(len(points)), points.items())):
+        # lines side by side (dodged by 1% of the fraction range each), so that equal points stay visible
+        f = np.array([x for x, _ in pts]) + (li - (len(points) - 1) / 2) * 0.01 * span
         med = np.array([t["km_median"] for _, t in pts])
         lo = np.array([t["km_lo"] for _, t in pts])
         hi = np.array([t["km_hi"] for _, t in pts])
@@ -544,14 +547,15 @@ def fraction_figure(points: dict, budget: int) -> Figure:
         for x, m, (_, t) in zip(f, med, pts):
             y = m if np.isfinite(m) else budget
             ax.annotate(f"{t['k']}/{t['n']}" + ("" if np.isfinite(m) else "\nnot reached"), (x, y),
-                        textcoords="offset points", xytext=(6, 4 if np.isfinite(m) else -14), fontsize="x-small",
+                        textcoords="offset points", xytext=(6, 4 if np.isfinite(m) else -18 - 20 * li), fontsize="x-small",
                         color=color)
     ax.axhline(budget, color="0.3", lw=0.8, ls=":", label=f"budget ({budget} updates)")
     if log:
         _log_y(ax)
     else:
         ax.set_ylim(0, budget * 1.1)
-    ax.set(xlabel="training fraction", ylabel="steps to 99% val acc (Kaplan-Meier median)",
+    ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+    ax.set(xlabel="training fraction (lines dodged sideways)", ylabel="steps to 99% val acc (Kaplan-Meier median)",
            title="steps to 99% val acc against the training fraction: KM median, 95% CI; k/n reached 99%")
     ax.title.set_fontsize("medium")
     ax.grid(alpha=0.3)
