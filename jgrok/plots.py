@@ -16,6 +16,9 @@ Regression scans (task mheight; x = epoch = update step / updates per epoch, los
 summary_plot.png           per run group: final train / val acc (mean +- s.e.) and the Kaplan-Meier median of steps
                            to 99% val acc with its 95% interval and k/n reached, as bars
 run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis
+phase_<panel>_<x>_<y>.png  (``phase_figure``, written by jgrok.analysis.phases) a phase diagram: cells coloured by
+                           their majority phase (jgrok.stats.phases), and the Kaplan-Meier median grokking delay
+fraction.png               (``fraction_figure``, ditto) steps to 99% val acc against the training fraction
 
 Definitions (every curve is read at the eval steps of metrics.npz; NaN after a run stopped is skipped):
   run group            the runs that share every non-seed axis value, labelled as ``jgrok.rungroup`` says

@@ -1,7 +1,10 @@
 """``python -m jgrok.report OUT [--runs 3,17]``: rebuild OUT/plots/ and write OUT/report.md.
 
 The report holds the config essentials, then per run group the distribution of steps to 99% val acc, the
-final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
+final accuracies, the fastest runs, the diverged runs and every figure as a relative image link; where a fraction
+column varies, the fraction figure, and where exactly two non-seed axes vary (or the two of ``--phase X,Y``), the
+phase diagram with its table and the phases' definitions (jgrok.analysis.phases; ``--phase-acc``,
+``--phase-delay`` set the level and the delay that jgrok.stats defines them by).
 
 Definitions: the distribution of steps to 99% val acc as jgrok.distribution says it (the end-of-scan printout says
 it the same way), its numbers as jgrok.scandata and jgrok.stats define them; per run group (the runs that share every
