@@ -141,6 +141,9 @@ def _main(argv) -> int:
     from jgrok.report import phase_settings
 
     phase = phase_settings(args)
+    from jgrok import scandata
+
+    scandata.level_columns(scan.rows, phase.acc)  # a level the scan did not track: one sentence before any training
     if args.phase and (args.compare or args.power or args.share_within or args.median_within):
         raise ConfigError("--phase draws the phase diagram alone; run it without --compare, --power, "
                           "--share-within and --median-within.")

@@ -550,8 +550,8 @@ def fraction_figure(points: dict, budget: int) -> Figure:
         for x, m, (_, t) in zip(f, med, pts):
             y = m if np.isfinite(m) else budget
             ax.annotate(f"{t['k']}/{t['n']}" + ("" if np.isfinite(m) else "\nnot reached"), (x, y),
-                        textcoords="offset points", xytext=(6, 4 if np.isfinite(m) else -18 - 20 * li), fontsize="x-small",
-                        color=color)
+                        textcoords="offset points", xytext=(6, 4 if np.isfinite(m) else -18 - 20 * li),
+                        fontsize="x-small", color=color)
     ax.axhline(budget, color="0.3", lw=0.8, ls=":", label=f"budget ({budget} updates)")
     if log:
         _log_y(ax)

@@ -102,7 +102,8 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         d.mkdir(parents=True, exist_ok=True)
     _train_plans(chaos_plan, chim_plan, progress)
 
-    parts = [_phases_part(scan, phase or phases.PhaseSettings(), pdir), _variants_part(scan, tdir), _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir),
+    parts = [_phases_part(scan, phase or phases.PhaseSettings(), pdir), _variants_part(scan, tdir),
+             _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir),
              _spikes_part(scan, spike_cfg, tdir, pdir), _chaos_part(adir / "chaos.csv", layouts),
              _chimera_part(adir / "chimera.csv", scan.budget, tdir, pdir),
              _progress_part(scan, by_group, B, bseed, fourier_runs, tdir, pdir)]
