@@ -8,6 +8,9 @@
                                                               seeds that takes (jgrok.power) -> OUT/analysis/compare.md
     python -m jgrok.analyze runs/wd --power --effect 1.5      only: every one-axis comparison and the seeds each
                                                               needs, also for a named hazard ratio
+    python -m jgrok.analyze runs/lrwd --phase lr,wd --phase-delay 500
+                                                              only: the lr x wd phase diagram (jgrok.stats defines
+                                                              the phases) -> OUT/analysis/phase.md
     python -m jgrok.analyze runs/wd --share-within 0.05 --median-within 50
                                                               only: per run group, the seeds for its shares to
                                                               +- 5% and its median to +- 50 steps (jgrok.power)
@@ -59,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                                           "to +- H, e.g. 0.05 (95%% Wilson interval); only that")
     a("--median-within", metavar="STEPS", help="seeds per run group for its Kaplan-Meier median to land within +- "
                                                "STEPS steps in 95%% of scans (simulated from its curve); only that")
+    from jgrok.report import add_phase_flags
+
+    add_phase_flags(p)  # --phase X,Y (only the phase diagram), --phase-acc, --phase-delay
     a("--overwrite", action="store_true", help="re-train chaos/chimera runs whose results already exist")
     a("--quiet", action="store_true", help="no progress bars")
     return p
@@ -132,6 +138,17 @@ def _main(argv) -> int:
     if (args.compare or args.power) and (args.share_within or args.median_within):
         raise ConfigError("--share-within and --median-within are an analysis of their own; run them without "
                           "--compare and --power.")
+    from jgrok.report import phase_settings
+
+    phase = phase_settings(args)
+    from jgrok import scandata
+
+    scandata.level_columns(scan.rows, phase.acc)  # a level the scan did not track: one sentence before any training
+    if args.phase and (args.compare or args.power or args.share_within or args.median_within):
+        raise ConfigError("--phase draws the phase diagram alone; run it without --compare, --power, "
+                          "--share-within and --median-within.")
+    if args.phase:
+        return _phase(scan, phase)
     if args.compare or args.power:
         return _compare(scan, args.compare, effect)
     share_h = _float("--share-within", args.share_within, 0, 0.5, open_lo=True) if args.share_within else None
@@ -142,7 +159,23 @@ def _main(argv) -> int:
 
     path = pipeline.analyse(scan, factor=factor, B=B, bseed=bseed, spike_cfg=scfg, chaos=args.chaos, K=K,
                             attribute=attribute, data_seeds=data_seeds, fourier_runs=args.fourier_runs,
-                            overwrite=args.overwrite, progress=not args.quiet)
+                            overwrite=args.overwrite, progress=not args.quiet, phase=phase)
+    print(f"wrote {path}")
+    return 0
+
+
+def _phase(scan, settings) -> int:
+    """--phase X,Y: the phase diagrams of X x Y (and the fraction figure where a fraction column varies) ->
+    OUT/analysis/phase.md and OUT/analysis/plots/phase_*.png."""
+    from jgrok.analysis import phases
+
+    adir = scan.out / "analysis"
+    md, paths = phases.phase_section(scan, settings, adir / "plots")
+    fmd, fpaths = phases.fraction_section(scan, adir / "plots")
+    path = adir / "phase.md"
+    path.write_text("\n".join([f"# Phase diagram: {scan.out.name}", "", *md, *fmd]))
+    for p in paths + fpaths:
+        print(f"wrote {p}")
     print(f"wrote {path}")
     return 0
 

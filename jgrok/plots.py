@@ -16,6 +16,9 @@ Regression scans (task mheight; x = epoch = update step / updates per epoch, los
 summary_plot.png           per run group: final train / val acc (mean +- s.e.) and the Kaplan-Meier median of steps
                            to 99% val acc with its 95% interval and k/n reached, as bars
 run_<id>.png               one run: losses (log y), accuracies and weight norms on one step axis
+phase_<panel>_<x>_<y>.png  (``phase_figure``, written by jgrok.analysis.phases) a phase diagram: cells coloured by
+                           their majority phase (jgrok.stats.phases), and the Kaplan-Meier median grokking delay
+fraction.png               (``fraction_figure``, ditto) steps to 99% val acc against the training fraction
 
 Definitions (every curve is read at the eval steps of metrics.npz; NaN after a run stopped is skipped):
   run group            the runs that share every non-seed axis value, labelled as ``jgrok.rungroup`` says
@@ -421,6 +424,145 @@ def _run(scan, rid, keys, step_loss_S) -> Figure:
         ([] if row.get("reached_val_99") else ["never reached 99% val acc"])
     status = f" ({'; '.join(notes)})" if notes else ""
     fig.suptitle(f"run {rid}: {row['task']}, {seeds}" + ("" if label == str(row["task"]) else f"\n{label}") + status)
+    return fig
+
+
+# ------------------------------------------------------------------------------------- phases and fractions
+
+PHASE_COLORS = ("tab:green", "tab:blue", "tab:orange", "0.65")  # stats.PHASES order
+PHASE_SHORT = ("compr.", "grok", "memo.", "conf.")
+
+
+def _cell_edges(values) -> tuple[np.ndarray, np.ndarray, str]:
+    """(cell centres, cell edges, scale) of an axis of a phase diagram: numbers that are all positive and span a
+    factor 10 or more on a log axis (edges at geometric midpoints), other numbers on a linear axis (edges at
+    midpoints), names and single values as evenly spaced cells ("cells")."""
+    try:
+        v = np.array([float(x) for x in values])
+    except ValueError:
+        v = None
+    if v is None or len(v) < 2:
+        return np.arange(len(values), dtype=float), np.arange(len(values) + 1) - 0.5, "cells"
+    log = bool((v > 0).all() and v.max() / v.min() >= 10)
+    u = np.log(v) if log else v
+    mid = (u[1:] + u[:-1]) / 2
+    e = np.concatenate([[u[0] - (mid[0] - u[0])], mid, [u[-1] + (u[-1] - mid[-1])]])
+    return v, (np.exp(e) if log else e), ("log" if log else "linear")
+
+
+def _cell_axes(ax, grid):
+    """Scales, limits and ticks (at the axis values) of a phase-diagram panel; returns (x centres, y centres,
+    x edges, y edges)."""
+    out = []
+    for values, name, set_scale, set_lim, set_ticks, set_label in (
+            (grid.xs, grid.x, ax.set_xscale, ax.set_xlim, ax.set_xticks, ax.set_xlabel),
+            (grid.ys, grid.y, ax.set_yscale, ax.set_ylim, ax.set_yticks, ax.set_ylabel)):
+        c, e, scale = _cell_edges(values)
+        set_scale("log" if scale == "log" else "linear")
+        set_lim(e[0], e[-1])
+        set_ticks(c, [rungroup.value_text(x) for x in values], minor=False)
+        set_ticks([], minor=True)
+        set_label(name + (" (log scale)" if scale == "log" else " (cells evenly spaced)" if scale == "cells" else ""))
+        out.append((c, e, scale))
+    (xc, xe, xs), (yc, ye, ys) = out
+    mid = lambda e, i, sc: math.sqrt(e[i] * e[i + 1]) if sc == "log" else (e[i] + e[i + 1]) / 2  # noqa: E731
+    return ([mid(xe, i, xs) for i in range(len(xc))], [mid(ye, j, ys) for j in range(len(yc))], xe, ye)
+
+
+def phase_figure(grid) -> Figure:
+    """A phase diagram (a jgrok.scandata.PhaseGrid): left, each cell coloured by its runs' majority phase with its
+    share written in (ties: the earlier phase of jgrok.stats.PHASES) and the other phases' counts below; right, the
+    Kaplan-Meier median grokking delay per cell."""
+    from matplotlib.patches import Patch, Rectangle
+
+    fig = figure(13, 5.2)
+    ax, ax2 = fig.subplots(1, 2)
+    n = grid.n
+    delays = grid.delay[..., 0]
+    fin = np.isfinite(delays) & (delays > 0)
+    lo, hi = (np.log10(delays[fin].min()), np.log10(delays[fin].max())) if fin.any() else (0.0, 1.0)
+    cmap = matplotlib.colormaps["viridis"]
+    norm = matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1)
+    for a in (ax, ax2):
+        xm, ym, xe, ye = _cell_axes(a, grid)
+    for i in range(len(grid.xs)):
+        for j in range(len(grid.ys)):
+            box = dict(xy=(xe[i], ye[j]), width=xe[i + 1] - xe[i], height=ye[j + 1] - ye[j])
+            if n[i, j] == 0:
+                continue
+            c = grid.counts[i, j]
+            top = int(np.argmax(c))
+            ax.add_patch(Rectangle(**box, color=PHASE_COLORS[top], alpha=0.35 + 0.6 * c[top] / n[i, j], lw=0))
+            rest = " ".join(f"{PHASE_SHORT[p]} {c[p]}" for p in range(len(c)) if p != top and c[p])
+            ax.text(xm[i], ym[j], f"{PHASE_SHORT[top]} {c[top]}/{n[i, j]}" + (f"\n{rest}" if rest else ""),
+                    ha="center", va="center", fontsize="x-small")
+            med, mlo, mhi = grid.delay[i, j]
+            if grid.delay_n[i, j] == 0:
+                ax2.add_patch(Rectangle(**box, color="0.85", lw=0))
+                ax2.text(xm[i], ym[j], "train never\nfit", ha="center", va="center", fontsize="x-small")
+            elif not np.isfinite(med):
+                ax2.add_patch(Rectangle(**box, facecolor="white", edgecolor="0.5", hatch="//", lw=0))
+                ax2.text(xm[i], ym[j], f"not reached\n({grid.delay_k[i, j]}/{grid.delay_n[i, j]} val)",
+                         ha="center", va="center", fontsize="x-small")
+            else:
+                ax2.add_patch(Rectangle(**box, color=cmap(norm(np.log10(max(med, 1.0)))), lw=0))
+                ax2.text(xm[i], ym[j], f"{med:.0f}\n({grid.delay_k[i, j]}/{grid.delay_n[i, j]})", ha="center",
+                         va="center", fontsize="x-small", color="white" if norm(np.log10(max(med, 1.0))) < 0.6
+                         else "black")
+    a = f"{100 * grid.acc:g}%"
+    ax.set_title(f"majority phase per cell (its runs / all runs), D = {grid.threshold:g} updates", fontsize="medium")
+    ax.legend(handles=[Patch(color=c, label=p) for c, p in zip(PHASE_COLORS, ("comprehension", "grokking",
+                                                                              "memorisation", "confusion"))],
+              fontsize="x-small", loc="upper left", bbox_to_anchor=(0, -0.12), ncols=4)
+    ax2.set_title(f"median grokking delay (steps to {a} val − train; Kaplan-Meier,\nk/n: val got there / "
+                  "train got there)", fontsize="medium")
+    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=ax2, label="log10 median delay (updates)")
+    fig.suptitle(f"{grid.title}: phases at {a} accuracy within {grid.budget} updates")
+    return fig
+
+
+def fraction_figure(points: dict, budget: int) -> Figure:
+    """Steps to 99% val acc against the training fraction (jgrok.scandata.fraction_points): per line and fraction
+    the Kaplan-Meier median with its 95% interval (an arrow where the interval is open past the budget) and the
+    share of runs that got there; a point whose median was not reached is an open marker at the budget with an
+    arrow and a label, never a value."""
+    fig = figure(8.5, 5)
+    ax = fig.add_subplot()
+    meds = [t["km_median"] for pts in points.values() for _, t in pts if np.isfinite(t["km_median"])]
+    log = bool(meds) and min(meds) > 0 and budget / min(meds) >= 10
+    xs = [x for pts in points.values() for x, _ in pts]
+    span = (max(xs) - min(xs)) or 1.0
+    for li, (color, (label, pts)) in enumerate(zip(_colors(len(points)), points.items())):
+        # lines side by side (dodged by 1% of the fraction range each), so that equal points stay visible
+        f = np.array([x for x, _ in pts]) + (li - (len(points) - 1) / 2) * 0.01 * span
+        med = np.array([t["km_median"] for _, t in pts])
+        lo = np.array([t["km_lo"] for _, t in pts])
+        hi = np.array([t["km_hi"] for _, t in pts])
+        ok = np.isfinite(med)
+        ax.plot(f[ok], med[ok], "-o", color=color, lw=1.5, ms=5, label=label)
+        ax.errorbar(f[ok], med[ok], yerr=[med[ok] - lo[ok], np.where(np.isfinite(hi[ok]), hi[ok], budget) - med[ok]],
+                    fmt="none", ecolor=color, capsize=3, lw=1)
+        open_hi = ok & ~np.isfinite(hi)
+        ax.plot(f[open_hi], np.full(open_hi.sum(), budget), "^", color=color, ms=6)  # interval open past budget
+        ax.plot(f[~ok], np.full((~ok).sum(), budget), "o", mfc="none", mec=color, ms=8, mew=1.5,
+                label=f"{label}: median not reached" if (~ok).any() else None)
+        for x, m, (_, t) in zip(f, med, pts):
+            y = m if np.isfinite(m) else budget
+            ax.annotate(f"{t['k']}/{t['n']}" + ("" if np.isfinite(m) else "\nnot reached"), (x, y),
+                        textcoords="offset points", xytext=(6, 4 if np.isfinite(m) else -18 - 20 * li),
+                        fontsize="x-small", color=color)
+    ax.axhline(budget, color="0.3", lw=0.8, ls=":", label=f"budget ({budget} updates)")
+    if log:
+        _log_y(ax)
+    else:
+        ax.set_ylim(0, budget * 1.1)
+    ax.set_xticks(sorted(set(xs)), [f"{x:g}" for x in sorted(set(xs))])
+    ax.set(xlabel="training fraction (lines dodged sideways)", ylabel="steps to 99% val acc (Kaplan-Meier median)",
+           title="steps to 99% val acc against the training fraction: KM median, 95% CI; k/n reached 99%")
+    ax.title.set_fontsize("medium")
+    ax.grid(alpha=0.3)
+    legend(ax, 2 * len(points) + 1)
     return fig
 
 

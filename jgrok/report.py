@@ -1,7 +1,10 @@
 """``python -m jgrok.report OUT [--runs 3,17]``: rebuild OUT/plots/ and write OUT/report.md.
 
 The report holds the config essentials, then per run group the distribution of steps to 99% val acc, the
-final accuracies, the fastest runs, the diverged runs and every figure as a relative image link.
+final accuracies, the fastest runs, the diverged runs and every figure as a relative image link; where a fraction
+column varies, the fraction figure, and where exactly two non-seed axes vary (or the two of ``--phase X,Y``), the
+phase diagram with its table and the phases' definitions (jgrok.analysis.phases; ``--phase-acc``,
+``--phase-delay`` set the level and the delay that jgrok.stats defines them by).
 
 Definitions: the distribution of steps to 99% val acc as jgrok.distribution says it (the end-of-scan printout says
 it the same way), its numbers as jgrok.scandata and jgrok.stats define them; per run group (the runs that share every
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from jgrok import plots, rungroup, runids, stats
 from jgrok.config import MAX_RUNS
@@ -45,15 +50,20 @@ def build_regression_report(out_dir) -> Path:
     return path
 
 
-def build_report(out_dir, runs=None) -> Path:
+def build_report(out_dir, runs=None, phase=None) -> Path:
     """Rebuild OUT/plots/ and write OUT/report.md; returns the report's path. A multi-process scan's shards
-    (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json."""
+    (OUT/shards/process_<i>/) are first merged into OUT's summary.csv, metrics.npz and final_info.json. ``phase``:
+    the jgrok.analysis.phases.PhaseSettings of the phase diagram (default: the two varying axes, 99%, D = 1000)."""
+    from jgrok.analysis import phases
+
     if (Path(out_dir) / "shards").is_dir():
         results.merge_shards(Path(out_dir))
     folder = open_scan(out_dir)
     if folder.regression:
         return build_regression_report(out_dir)
     scan = folder.data()
+    phase_lines, _ = phases.phase_section(scan, phase or phases.PhaseSettings(), scan.out / "plots")
+    fraction_lines, _ = phases.fraction_section(scan, scan.out / "plots")
     paths = plots.plot_scan(scan, runs)
     rows, keys, by_group = scan.rows, scan.group_axes, scan.groups
     cfg, train = scan.cfg, scan.cfg.get("train") or {}
@@ -77,6 +87,7 @@ def build_report(out_dir, runs=None) -> Path:
           "`plots/survival_<task>.png`. A log-rank test compares the whole curves of a task's run groups "
           "(censoring included), which the mean of censored values cannot.", "",
           *(logrank_lines(rows, by_group, scan.budget) or ["- one run group per task: nothing to compare"]), "",
+          *fraction_lines, *phase_lines,
           *sequential_section(scan.out),
           *comparison_section(scan),
           "## Final values (mean ± s.e. over runs; last finite evaluation)", "", _finals(rows, by_group), "",
@@ -264,13 +275,41 @@ def _parse_runs(text: str) -> list[int]:
                           f"'{text}'.") from None
 
 
+def add_phase_flags(p) -> None:
+    """The phase diagram's flags, shared by jgrok.report and jgrok.analyze."""
+    p.add_argument("--phase", metavar="X,Y", help="the two axes of the phase diagram (default: the two varying "
+                                                   "axes, when exactly two vary), e.g. lr,wd")
+    p.add_argument("--phase-acc", default=str(stats.PHASE_ACC), metavar="A",
+                   help="accuracy level of the phases (default 0.99; another needs a scan made with --threshold A)")
+    p.add_argument("--phase-delay", default=str(stats.PHASE_DELAY), metavar="D",
+                   help="updates between train and val reaching the level that separate comprehension (< D) from "
+                        "grokking (default 1000, Liu et al.'s)")
+
+
+def phase_settings(args):
+    """The jgrok.analysis.phases.PhaseSettings of ``add_phase_flags``'s flags; ConfigError for a bad value."""
+    from jgrok.analysis.phases import PhaseSettings
+
+    try:
+        acc, delay = float(args.phase_acc), float(args.phase_delay)
+    except ValueError:
+        raise ConfigError(f"--phase-acc and --phase-delay take numbers (e.g. 0.9 and 500), not "
+                          f"'{args.phase_acc}' and '{args.phase_delay}'.") from None
+    if not 0 < acc < 1:
+        raise ConfigError(f"--phase-acc is an accuracy in (0, 1), e.g. 0.9, not {args.phase_acc}.")
+    if not (np.isfinite(delay) and delay > 0):
+        raise ConfigError(f"--phase-delay is a positive number of updates, e.g. 1000, not {args.phase_delay}.")
+    return PhaseSettings(args.phase, acc, delay)
+
+
 def main(argv=None) -> int:
     p = ArgumentParser(prog="python -m jgrok.report", description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="results folder of a finished scan")
     p.add_argument("--runs", help="run ids to draw alone besides the fastest, median and slowest (comma list)")
+    add_phase_flags(p)
     try:
         args = p.parse_args(argv)
-        path = build_report(args.out, _parse_runs(args.runs) if args.runs else None)
+        path = build_report(args.out, _parse_runs(args.runs) if args.runs else None, phase_settings(args))
     except UserError as e:
         print(f"jgrok.report: error: {e}", file=sys.stderr)
         return 2

@@ -17,6 +17,11 @@ Definitions:
                          an event, a run that never got there (``reached_val_99`` = 0) is censored at the budget
   budget                 ``train.steps`` of config.yaml (the last eval step where it has none); for a regression
                          scan the last eval step
+  phase grid             ``phase_grids``: the runs of an X x Y grid of two varying axes, per cell the count of
+                         each phase (jgrok.stats.phases) and the Kaplan-Meier median grokking delay
+                         (jgrok.stats.delay_km); one grid per task and value of any other varying axis
+  fraction points        ``fraction_points``: per line (task and the other varying axes) and training fraction
+                         (the ``fraction`` column), jgrok.stats.grok_time of its runs' steps to 99% val acc
 The functions below take summary rows (typed or as csv gives them) and row indices, for readers that hold rows of
 their own.
 """
@@ -183,3 +188,135 @@ def _regression(folder) -> ScanData:
         raise ConfigError(f"{folder.out} is not a finished jgrok regression results folder ({e}); pass the --out "
                           "folder of a finished scan.") from None
     return ScanData(folder.out, folder.saved, rows, eval_step_E, curves, int(eval_step_E[-1]), per_epoch)
+
+
+# ------------------------------------------------------------------------------------------ phases and fractions
+
+def level_columns(rows: list[dict], acc: float) -> tuple[str, str, str, str]:
+    """(step_train_acc_L, reached_train_L, step_val_acc_L, reached_val_L) of the accuracy level ``acc``;
+    ConfigError when the summary has no such columns (the scan did not track that threshold)."""
+    from jgrok.config import threshold_label
+
+    lab = threshold_label(acc)
+    cols = (f"step_train_acc_{lab}", f"reached_train_{lab}", f"step_val_acc_{lab}", f"reached_val_{lab}")
+    if rows and any(c not in rows[0] for c in cols):
+        raise ConfigError(f"This scan's summary has no columns for accuracy {acc:g} ({cols[2]}); pick a level it "
+                          f"tracked (0.99, or one of its --threshold values), or scan again with --threshold {acc:g}.")
+    return cols
+
+
+def phases_of(rows: list[dict], idx, acc: float, delay: float) -> np.ndarray:
+    """jgrok.stats.phases of the rows idx at accuracy level ``acc`` and delay ``delay``."""
+    tr, rtr, va, rva = level_columns(rows, acc)
+    return stats.phases(column(rows, idx, tr), column(rows, idx, rtr) > 0, column(rows, idx, va),
+                        column(rows, idx, rva) > 0, delay)
+
+
+def delay_of(rows: list[dict], idx, acc: float, budget: int) -> stats.KaplanMeier:
+    """jgrok.stats.delay_km of the rows idx at accuracy level ``acc``."""
+    tr, rtr, va, rva = level_columns(rows, acc)
+    return stats.delay_km(column(rows, idx, tr), column(rows, idx, rtr) > 0, column(rows, idx, va),
+                          column(rows, idx, rva) > 0, budget)
+
+
+def varying(rows: list[dict]) -> list[str]:
+    """The non-seed axes that vary (jgrok.rungroup.axes), and ``fraction`` where summary rows carry it and it
+    varies (a per-run column of the task; once it is an axis of jgrok.axes it is among the former)."""
+    out = rungroup.axes(rows)
+    if rows and "fraction" in rows[0] and "fraction" not in out and len({rungroup.value_text(r["fraction"])
+                                                                       for r in rows}) > 1:
+        out.append("fraction")
+    return out
+
+
+def phase_axes(rows: list[dict], requested: str | None) -> tuple[str, str] | None:
+    """The two axes of the phase diagram: ``requested`` ('lr,wd'; ConfigError unless two different axes that vary
+    in the scan), else the two varying axes when exactly two vary, else None."""
+    vary = varying(rows)
+    if requested is None:
+        return (vary[0], vary[1]) if len(vary) == 2 else None
+    names = [n.strip() for n in requested.split(",") if n.strip()]
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"--phase takes two different axes as X,Y (e.g. lr,wd), not '{requested}'.")
+    bad = [n for n in names if n not in vary]
+    if bad:
+        raise ConfigError(f"--phase: {', '.join(bad)} does not vary in this scan (varying: "
+                          f"{', '.join(vary) or 'none'}); name two of the varying axes.")
+    return names[0], names[1]
+
+
+@dataclass
+class PhaseGrid:
+    """The phase diagram of one task (and one value of every other varying axis): cell [i, j] holds the runs with
+    the i-th value of x and the j-th value of y (values ascending)."""
+
+    title: str               # the task and the other axes' values, as run-group labels write them
+    x: str
+    y: str
+    xs: list                 # the values of x, ascending (as the summary holds them)
+    ys: list
+    counts: np.ndarray       # [X, Y, 4] runs per phase (jgrok.stats.PHASES order)
+    delay: np.ndarray        # [X, Y, 3] Kaplan-Meier median grokking delay, its 95% interval; NaN where none
+    delay_k: np.ndarray      # [X, Y] runs whose val got there among those that reached the level on train
+    delay_n: np.ndarray      # [X, Y] runs that reached the level on train
+    acc: float
+    threshold: float         # delay D
+    budget: int
+
+    @property
+    def n(self) -> np.ndarray:
+        return self.counts.sum(axis=-1)
+
+
+def _ascending(values) -> list:
+    def rank(v):
+        t = rungroup.value_text(v)
+        try:
+            return 0, float(t), ""
+        except ValueError:
+            return 1, 0.0, t
+    return sorted(dict.fromkeys(values), key=rank)
+
+
+def phase_grids(rows: list[dict], x: str, y: str, budget: int, acc: float = stats.PHASE_ACC,
+                delay: float = stats.PHASE_DELAY) -> list[PhaseGrid]:
+    """One PhaseGrid per task and value of the varying axes other than x and y (module docstring)."""
+    others = [a for a in varying(rows) if a not in (x, y)]
+    text = rungroup.value_text
+    panels = groups(rows, others)
+    out = []
+    for (_, title), idx in panels.items():
+        xs = _ascending(text(rows[i][x]) for i in idx)
+        ys = _ascending(text(rows[i][y]) for i in idx)
+        ph = phases_of(rows, idx, acc, delay)
+        counts = np.zeros((len(xs), len(ys), len(stats.PHASES)), int)
+        cell = {}
+        for i, p in zip(idx, ph):
+            key = (xs.index(text(rows[i][x])), ys.index(text(rows[i][y])))
+            counts[key + (p,)] += 1
+            cell.setdefault(key, []).append(i)
+        med = np.full((len(xs), len(ys), 3), np.nan)
+        k_, n_ = np.zeros((len(xs), len(ys)), int), np.zeros((len(xs), len(ys)), int)
+        for key, members in cell.items():
+            km = delay_of(rows, members, acc, budget)
+            med[key] = km.median()
+            n_[key], k_[key] = km.n, int(km.events.sum())
+        out.append(PhaseGrid(title, x, y, xs, ys, counts, med, k_, n_, acc, delay, budget))
+    return out
+
+
+def fraction_points(rows: list[dict], budget: int) -> dict[str, list[tuple[float, dict]]]:
+    """{line label: [(fraction, jgrok.stats.grok_time of its runs)] by ascending fraction}: the points of the
+    fraction figure, one line per task and value of the other varying axes; {} unless a ``fraction`` column
+    varies."""
+    if "fraction" not in varying(rows):
+        return {}
+    others = [a for a in varying(rows) if a != "fraction"]
+    out: dict[str, list] = {}
+    for (_, label), idx in groups(rows, others).items():
+        by_f: dict[float, list] = {}
+        for i in idx:
+            by_f.setdefault(float(rows[i]["fraction"]), []).append(i)
+        out[label] = [(f, stats.grok_time(*steps_reached(rows, members), budget))
+                      for f, members in sorted(by_f.items())]
+    return out

@@ -26,6 +26,23 @@
                     distribution with G - 1 degrees of freedom (statsmodels ``survdiff`` computes chi^2, SciPy's
                     ``chi2.sf`` the p-value). It compares whole curves (censoring included), which a mean of
                     censored values does not.
+  phase             a run's learning phase (Liu et al. 2022, "Towards Understanding Grokking: An Effective Theory
+                    of Representation Learning", NeurIPS 2022, section 5), from its steps to the accuracy level A
+                    on train and on val (``step_train_acc_<A>``, ``step_val_acc_<A>`` with their ``reached_*``
+                    flags; A = 0.99 by default) within the budget, and a delay D (default 1000 updates):
+                      comprehension  val reached A fewer than D updates after train did (or before it)
+                      grokking       val reached A, D or more updates after train did
+                      memorisation   train reached A, val never did within the budget
+                      confusion      train never reached A (nor val)
+                    A run whose val reached A while its train accuracy never did (an early stop on val acc that
+                    fired before the train accuracy, a mean over the updates since the previous evaluation,
+                    passed A) counts as comprehension. Liu et al. use A = 0.9, D = 1e3 and a budget of 1e5
+                    steps (their code, ejmichaud/grokking-squared); jgrok's default level is its 99% columns.
+                    Memorisation is censored like steps to val acc: a longer budget can turn it into grokking
+                    (and, where train reached A less than D before the budget, into comprehension).
+  grokking delay    val step - train step at level A of a run that reached A on train: time to an event that is
+                    censored at budget - train step for runs whose val never got there. Its median per cell of a
+                    phase diagram is the Kaplan-Meier median over the runs that reached A on train (``delay_km``).
 """
 
 from __future__ import annotations
@@ -200,6 +217,42 @@ def grok_time(steps, reached, budget: int) -> dict:
     return dict(n=n, k=k, share=k / n if n else math.nan, share_lo=lo, share_hi=hi,
                 **{f"p{p}": float(v) for p, v in zip(QUANTILES, q)}, mean=mean, se=se, mean_budget=mean_b,
                 se_budget=se_b, budget=int(budget), km=km, km_median=med, km_lo=med_lo, km_hi=med_hi)
+
+
+PHASES = ("comprehension", "grokking", "memorisation", "confusion")  # the order of every count and colour
+PHASE_ACC = 0.99     # default accuracy level A of the phases (summary.csv always has its columns)
+PHASE_DELAY = 1000   # default delay D in updates (Liu et al.'s)
+
+
+def phases(train_step, train_reached, val_step, val_reached, delay: float) -> np.ndarray:
+    """Each run's phase as an index into PHASES (definitions in the module docstring), from its steps to the
+    accuracy level on train and val, their reached flags and the delay D (in updates)."""
+    train_step, val_step = np.asarray(train_step, float), np.asarray(val_step, float)
+    train_reached, val_reached = np.asarray(train_reached, bool), np.asarray(val_reached, bool)
+    late = train_reached & (val_step - train_step >= delay)
+    return np.select([val_reached & ~late, val_reached & late, train_reached], [0, 1, 2], default=3)
+
+
+def delay_km(train_step, train_reached, val_step, val_reached, budget: int) -> KaplanMeier:
+    """Kaplan-Meier estimate of the grokking delay (val step - train step) over the runs that reached the level
+    on train; a run whose val never got there is censored at budget - train step (module docstring)."""
+    train_step, val_step = np.asarray(train_step, float), np.asarray(val_step, float)
+    keep = np.asarray(train_reached, bool)
+    val_reached = np.asarray(val_reached, bool)[keep]
+    time = np.where(val_reached, val_step[keep], float(budget)) - train_step[keep]
+    return kaplan_meier(time, val_reached)
+
+
+def phase_definitions(acc: float, delay: float) -> str:
+    """The phases' definitions in one paragraph, at level ``acc`` and delay ``delay`` (report.md prints it)."""
+    a = f"{100 * acc:g}%"
+    return (f"Phases (Liu et al. 2022; jgrok.stats): **comprehension**: val acc passed {a} fewer than {delay:g} "
+            f"updates after train acc did (or first); **grokking**: val acc passed {a} {delay:g} or more updates "
+            f"after train acc; **memorisation**: train acc passed {a}, val acc never did within the budget; "
+            f"**confusion**: train acc never passed {a}. Liu et al. use 90% and 1000 updates of a 1e5 budget "
+            "(set them with --phase-acc 0.9 on a scan made with --threshold 0.9, and --phase-delay). Grokking "
+            f"delay: steps to {a} val minus steps to {a} train, its median the Kaplan-Meier median over the runs "
+            "whose train acc got there (a run whose val acc never did is censored at the budget).")
 
 
 # ------------------------------------------------------------------------------------------------------ wording

@@ -61,6 +61,11 @@ FACTS = {
                     dict(name="x_plus_y", p=113, fraction=0.4), dict(kind="mlp", hidden=(200, 200), bias=False),
                     dict(name="adamw", lr=0.01, wd=0.0, b1=0.9, b2=0.99, eps=1e-25, warmup=0),
                     dict(sampling="full", loss="answer", softmax_precision=32)),
+    "liu_phase": ("Liu et al. (2022)", dict(name="x_plus_y", p=53, fraction=0.8),
+                  dict(n_layers=2, d_model=256, n_heads=1, mlp_ratio=1, causal=False), dict(name="adamw"),
+                  dict(sampling="full", steps=100000, stop_when="val_acc>0.999")),
+    "liu_phase_cpu": ("none", dict(name="x_plus_y", p=31), dict(n_layers=1, d_model=64), dict(name="adamw"),
+                      dict(sampling="replacement", steps=2000)),
     "mheight_wd": ("m-height", dict(name="mheight"), dict(kind="resnet", width=64, blocks=5),
                    dict(name="adamw", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, warmup=0),
                    dict(sampling="epochs", batch_size=4096)),
@@ -92,6 +97,15 @@ def test_optimiser_sampling_and_model_match_the_source(name):
         got = getattr(cfg, section)
         for field, want in facts.items():
             assert getattr(got, field) == want, f"{name}: {section}.{field} is {getattr(got, field)!r}, not {want!r}"
+
+
+def test_liu_phase_grid_is_the_sources():
+    """15 decoder lrs 10^linspace(-9, -1, 15) x 19 decays exp(linspace(-4, 3, 19)), to 4 significant digits."""
+    import numpy as np
+
+    grid = config.load("liu_phase").grid
+    np.testing.assert_allclose(grid["lr"], 10 ** np.linspace(-9, -1, 15), rtol=5e-4)
+    np.testing.assert_allclose(grid["wd"], np.exp(np.linspace(-4, 3, 19)), rtol=5e-4)
 
 
 def test_julia_loss_is_julia_repro_with_the_two_losses_as_variants():

@@ -11,7 +11,7 @@ import numpy as np
 from jgrok import results_folder, runids, scandata, stats
 from jgrok.analysis import chaos as chaos_mod
 from jgrok.analysis import chimera as chimera_mod
-from jgrok.analysis import fourier
+from jgrok.analysis import fourier, phases
 from jgrok.analysis import progress as progress_mod
 from jgrok.analysis import write as rep
 from jgrok.analysis import retrain, seeds, spikes, variance
@@ -81,7 +81,7 @@ def _fourier_runs(spec, rows):
 
 
 def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=None, data_seeds=None,
-            fourier_runs="auto", overwrite=False, progress=True) -> Path:
+            fourier_runs="auto", overwrite=False, progress=True, phase=None) -> Path:
     """Write OUT/analysis/report.md (with its tables and figures) for a scan read by ``jgrok.open_scan(OUT).data()``;
     train the chaos-floor and chimera runs first when asked. Returns the report's path."""
     out = scan.out
@@ -102,7 +102,8 @@ def analyse(scan, *, factor, B, bseed, spike_cfg, chaos=None, K=8, attribute=Non
         d.mkdir(parents=True, exist_ok=True)
     _train_plans(chaos_plan, chim_plan, progress)
 
-    parts = [_variants_part(scan, tdir), _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir),
+    parts = [_phases_part(scan, phase or phases.PhaseSettings(), pdir), _variants_part(scan, tdir),
+             _seeds_part(layouts, scan, factor, B, bseed, tdir, pdir),
              _spikes_part(scan, spike_cfg, tdir, pdir), _chaos_part(adir / "chaos.csv", layouts),
              _chimera_part(adir / "chimera.csv", scan.budget, tdir, pdir),
              _progress_part(scan, by_group, B, bseed, fourier_runs, tdir, pdir)]
@@ -132,6 +133,20 @@ def _train_plans(chaos_plan, chim_plan, progress: bool) -> None:
         path, cfg, crows, groups, same, fast, slow, W = chim_plan
         steps, reached, _ = retrain.train_rows(cfg, crows, W, progress)
         chimera_mod.write(path, crows, groups, steps, reached, fast, slow, same)
+
+
+def _phases_part(scan, settings, pdir) -> tuple[list[str], list[str]]:
+    """(headline lines, report lines) of the fraction figure and the phase diagrams (jgrok.analysis.phases), where
+    they apply."""
+    fmd, _ = phases.fraction_section(scan, pdir)
+    md, _ = phases.phase_section(scan, settings, pdir)
+    head = []
+    for g in (scandata.phase_grids(scan.rows, *pair, scan.budget, settings.acc, settings.delay)
+              if (pair := scandata.phase_axes(scan.rows, settings.axes)) else []):
+        total = g.counts.sum(axis=(0, 1))
+        head.append(f"- phases ({g.title}, {g.x} × {g.y}): " + ", ".join(
+            f"{name} {int(k)}" for name, k in zip(stats.PHASES, total)) + f" of {int(total.sum())} runs")
+    return head, fmd + md
 
 
 def _variants_part(scan, tdir) -> tuple[list[str], list[str]]:
