@@ -61,13 +61,13 @@ class Axis:
 REGISTRY: tuple[Axis, ...] = (
     Axis("task", "program", nest=0, column=0, field=("task", "name"), flag="--task",
          help="task name, or a comma list (an axis); see the README's task table"),
-    Axis("seed", "seed", nest=15, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
+    Axis("seed", "seed", nest=16, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
          value_type=int),  # model seed; train.Hyper.seed_G holds it per layer group (init.groups overrides)
-    Axis("data_seed", "seed", nest=12, column=None, flag="--data-seeds", value_type=int, fallback="seed",
+    Axis("data_seed", "seed", nest=13, column=None, flag="--data-seeds", value_type=int, fallback="seed",
          help="seeds of the train/val split and the batch order together (an axis)"),
-    Axis("split_seed", "seed", nest=13, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
+    Axis("split_seed", "seed", nest=14, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
          help="seeds of the train/val split alone (an axis)", hyper=np.int32),
-    Axis("order_seed", "seed", nest=14, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
+    Axis("order_seed", "seed", nest=15, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
          help="seeds of the batch order alone (an axis)", hyper=np.int32),
     Axis("wd", "value", nest=5, column=5, field=("optim", "wd"), flag="--wd", help="weight decay values (comma list)",
          hyper=np.float32),
@@ -91,6 +91,11 @@ REGISTRY: tuple[Axis, ...] = (
          missing=False),
     # names of bundles of overrides in the config's ``variants`` (jgrok.config.variant_config)
     Axis("variant", "program", nest=1, column=14, value_type=str, missing=""),
+    # the training fraction: a per-run value (train.Hyper.n_train, floor(N x fraction)) where the program's
+    # sampling allows it, else it splits programs (jgrok.train.fraction_traced, jgrok.grid.programs)
+    Axis("fraction", "value", nest=12, column=15, field=("task", "fraction"), flag="--fraction",
+         help="training fractions (comma list), each in (0, 1): a run trains on the first floor(N x fraction) "
+              "pairs of its split"),
 )
 
 

@@ -442,12 +442,24 @@ def print_dry_run(plan: Plan) -> None:
             variant = f" / variant {members[0]['variant']}" if members[0].get("variant") else ""
             print(f"# {prog.cfg.task.name} / {prog.cfg.optim.name}{variant}: {len(members)} runs, "
                   f"{prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
-                  f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
+                  f"({split_sizes(prog, members)}), lanes W = {W} x {n_dev} device(s), {mem}")
         print("#   " + time_estimate(prog, len(members), W, n_dev))
     if plan.looks:
         print("# " + looks_design(plan))
     print(f"# disk: about {human_bytes(disk_bytes(plan.progs, cfg.engine.checkpoint_every))} at most "
           "(checkpoints and results)")
+
+
+def split_sizes(prog, members: list[dict]) -> str:
+    """The dry run's train / validation sizes of a program's runs, per training fraction where they differ."""
+    from jgrok import rungroup, train
+
+    sizes = {r["fraction"]: train.row_n_train(prog, r) for r in members}
+    if len(sizes) == 1:
+        (n,) = sizes.values()
+        return f"{n} train, {prog.n_rows - n} validation"
+    return "; ".join(f"fraction={rungroup.value_text(f)}: {n} train, {prog.n_rows - n} validation"
+                     for f, n in sorted(sizes.items()))
 
 
 def looks_design(plan: Plan) -> str:

@@ -52,6 +52,7 @@ ROUND_TRIP = {
     "filter_window": ("3", 3),
     "orthogonal_grad": (True, True),
     "variant": ("plain", "plain"),
+    "fraction": ("0.3", 0.3),
 }
 # data_seed is no column: it sets the split and the order seed, checked without training below
 NOT_TRAINED = {"data_seed"}
