@@ -68,13 +68,13 @@ class Axis:
 REGISTRY: tuple[Axis, ...] = (
     Axis("task", "program", nest=0, column=0, field=("task", "name"), flag="--task",
          help="task name, or a comma list (an axis); see the README's task table"),
-    Axis("seed", "seed", nest=18, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
+    Axis("seed", "seed", nest=19, column=1, flag="--seeds", help="model seeds: A:B (half-open) or a comma list",
          value_type=int),  # model seed; train.Hyper.seed_G holds it per layer group (init.groups overrides)
-    Axis("data_seed", "seed", nest=15, column=None, flag="--data-seeds", value_type=int, fallback="seed",
+    Axis("data_seed", "seed", nest=16, column=None, flag="--data-seeds", value_type=int, fallback="seed",
          help="seeds of the train/val split and the batch order together (an axis)"),
-    Axis("split_seed", "seed", nest=16, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
+    Axis("split_seed", "seed", nest=17, column=2, flag="--split-seeds", value_type=int, fallback="data_seed",
          help="seeds of the train/val split alone (an axis)", hyper=np.int32),
-    Axis("order_seed", "seed", nest=17, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
+    Axis("order_seed", "seed", nest=18, column=3, flag="--order-seeds", value_type=int, fallback="data_seed",
          help="seeds of the batch order alone (an axis)", hyper=np.int32),
     Axis("wd", "value", nest=5, column=5, field=("optim", "wd"), flag="--wd", help="weight decay values (comma list)",
          hyper=np.float32),
@@ -98,14 +98,19 @@ REGISTRY: tuple[Axis, ...] = (
          missing=False),
     # names of bundles of overrides in the config's ``variants`` (jgrok.config.variant_config)
     Axis("variant", "program", nest=1, column=14, value_type=str, missing=""),
+    # the training fraction: a per-run value (train.Hyper.n_train, floor(N x fraction)) where the program's
+    # sampling allows it, else it splits programs (jgrok.train.fraction_traced, jgrok.grid.programs)
+    Axis("fraction", "value", nest=12, column=15, field=("task", "fraction"), flag="--fraction",
+         help="training fractions (comma list), each in (0, 1): a run trains on the first floor(N x fraction) "
+              "pairs of its split"),
     # the shape axes: each value changes array shapes (the vocabulary and the number of pairs, the width, the
     # depth), so runs of different values are trained by different programs, all in one scan and one results
     # folder (curves of other shapes are padded side by side in metrics.npz: jgrok.io.results)
-    Axis("p", "program", nest=12, column=15, field=("task", "p"), flag="--p",
+    Axis("p", "program", nest=13, column=16, field=("task", "p"), flag="--p",
          help="moduli p of the modular tasks (comma list; one program per value)"),
-    Axis("d_model", "program", nest=13, column=16, field=("model", "d_model"), flag="--d-model",
+    Axis("d_model", "program", nest=14, column=17, field=("model", "d_model"), flag="--d-model",
          help="transformer widths model.d_model (comma list; one program per value)"),
-    Axis("n_layers", "program", nest=14, column=17, field=("model", "n_layers"), flag="--layers",
+    Axis("n_layers", "program", nest=15, column=18, field=("model", "n_layers"), flag="--layers",
          help="transformer depths model.n_layers (comma list; one program per value)"),
 )
 

@@ -9,7 +9,8 @@ of the ``data_seed`` axis (which sets both), or the model seed itself: by defaul
 independent runs, as in the template where one seed sets everything.
 
 Runs that share a task, an optimiser kind and a variant (see jgrok.config.variant_config) share one compiled
-program; every other axis is a per-run value.
+program; every other axis is a per-run value. The training fraction is a per-run value (``Hyper.n_train``) where
+the program's sampling allows it (jgrok.train.fraction_traced) and splits programs where it does not (full batch).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from jgrok import axes as axes_mod
 from jgrok import config as config_mod
 from jgrok import init as init_mod
 from jgrok.rungroup import COLUMNS, columns
-from jgrok.tasks import kinds
-from jgrok.train import Hyper, Program
+from jgrok.tasks import algorithmic, kinds
+from jgrok.train import Hyper, Program, fraction_traced, row_n_train
 
 # product order: outermost first (jgrok.axes: run ids are row numbers of this product)
 AXIS_ORDER = tuple(a.name for a in axes_mod.product())
@@ -74,24 +75,40 @@ def programs(cfg: config_mod.Config, rows: list[dict], load_start=None) -> list[
     start from their own initialisation, which has the same shapes (enough to read a scan's checkpoints).
     A program's table is what its task kind (jgrok.tasks.kinds) builds for the task."""
     groups: dict[tuple, list[dict]] = {}
-    for r in rows:  # the values of the program-splitting axes (jgrok.axes), "" for a variant the row lacks
-        groups.setdefault(tuple(r.get(a.name, a.missing) for a in axes_mod.program()), []).append(r)
+    for r in rows:  # the values of the program-splitting axes (jgrok.axes), "" for a variant the row lacks;
+        key = tuple(r.get(a.name, a.missing) for a in axes_mod.program())  # and the fraction where not traced
+        static = dict(zip((a.name for a in axes_mod.program()), key))
+        pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, static["variant"]), static)
+        traced = fraction_traced(kinds.for_task(static["task"]), pcfg)
+        groups.setdefault(key + (None if traced else r["fraction"],), []).append(r)
     out = []
     for key, members in groups.items():
         static = dict(zip((a.name for a in axes_mod.program()), key))
         task = static["task"]
         pcfg = config_mod.base_for_axes(config_mod.variant_config(cfg, static["variant"]), static)
         ortho = any(bool(r.get("orthogonal_grad", False)) for r in members)
-        pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, orthogonal_grad=ortho))
+        fractions = sorted({r["fraction"] for r in members})
+        pcfg = dataclasses.replace(pcfg, optim=dataclasses.replace(pcfg.optim, orthogonal_grad=ortho),
+                                   task=dataclasses.replace(pcfg.task, fraction=fractions[0]))
         kind = kinds.for_task(task)
+        traced = key[-1] is None
         table = kind.build(task, pcfg.task)
+        if kind.traced_fraction:  # a task whose split the fraction sets
+            for f in fractions:
+                check_split(task, table.n_pairs, f)
+        if traced:
+            if len(fractions) > 1 and (pcfg.train.epochs or pcfg.train.eval_every_epochs):
+                raise config_mod.ConfigError(
+                    "An epoch of a run is one pass over its own training set, so with several training fractions "
+                    "count the budget and the evaluations in updates (--steps, --eval-every), not in epochs.")
         pcfg = config_mod.resolve_epochs(pcfg, table.n_train)  # steps are updates from here on
         used = {r["init"] for r in members} | {s for r in members for s in r.get("group_scheme", {}).values()}
         schemes = tuple(s for s in init_mod.SCHEMES if s in used)
         filters = tuple(f for f in FILTERS if any(r["filter"] == f for r in members))
         windows = [r["filter_window"] for r in members if r["filter"] == "ma"]
+        sizes = kind.sizes(table) | ({"n_train": None} if traced else {})  # traced: each run's own, in Hyper
         prog = Program(cfg=pcfg, schemes=schemes, filters=filters, window_max=max(windows, default=1), kind=kind,
-                       **kind.sizes(table))
+                       **sizes)
         _check_groups(prog, members)
         if pcfg.init.from_run and load_start is not None:
             prog = with_start(prog, pcfg.init.from_run, load_start)
@@ -122,12 +139,23 @@ def hyper(prog: Program, rows: list[dict]) -> Hyper:
                          for r in rows], np.int32)
     values = {a.name: col(a.name, a.hyper) for a in axes_mod.hyper()}  # one value per run, in the axis's dtype
     return Hyper(
+        n_train=np.array([row_n_train(prog, r) for r in rows], np.int32),  # the fraction axis (train.run_n_train)
         filter_kind=np.array([prog.filters.index(r["filter"]) for r in rows], np.int32),
         seed_G=seed_G.reshape(len(rows), G),
         scheme_G=scheme_G.reshape(len(rows), G),
         perturb=np.array([r.get("perturb", 0) for r in rows], np.int32),  # chaos floor: jgrok.init.perturb_ulp
         **values,
     )
+
+
+def check_split(task: str, n_pairs: int, fraction: float) -> None:
+    """ConfigError where training fraction ``fraction`` of task ``task``'s ``n_pairs`` pairs leaves the training
+    set empty (the validation set never is: floor(N x fraction) < N for a fraction below 1)."""
+    n = algorithmic.train_size(n_pairs, fraction)
+    if n < 1:
+        raise config_mod.ConfigError(
+            f"Training fraction {fraction} of task {task}'s {n_pairs} pairs leaves an empty training set "
+            f"({n} train, {n_pairs} validation); choose a fraction of at least 1/{n_pairs}.")
 
 
 def _check_groups(prog: Program, rows: list[dict]) -> None:

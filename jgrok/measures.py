@@ -130,7 +130,8 @@ def extra_bytes(prog, per_example: int) -> int:
     names = parse(prog.cfg.train.measures)
     out = 0
     if "logits" in names:
-        out += 2 * prog.n_params + 2 * min(prog.cfg.train.eval_batch, prog.n_train) * per_example
+        n_train = prog.n_rows if prog.n_train is None else prog.n_train  # a run's own n_train is at most n_rows
+        out += 2 * prog.n_params + 2 * min(prog.cfg.train.eval_batch, n_train) * per_example
     if "fourier" in names:
         out += 3 * group(prog.cfg.task.name, prog.cfg.task.p).n ** 3
     return 4 * out
@@ -271,7 +272,7 @@ def _in_slices(fn, x, size: int):
     return out.reshape((k * size,) + out.shape[2:])[:n]
 
 
-def fourier_measures(prog, apply, params, perm, data) -> dict:
+def fourier_measures(prog, apply, params, perm, data, n_train) -> dict:
     """The fourier keys of one run (module docstring); ``apply(params, tokens)`` gives the logits."""
     inputs, _ = data
     g = group(prog.cfg.task.name, prog.cfg.task.p)
@@ -280,7 +281,11 @@ def fourier_measures(prog, apply, params, perm, data) -> dict:
     voc = algorithmic.vocab(prog.cfg.task.vocab, prog.cfg.task.p)  # where the numbers' tokens and logits sit
     first_logit = voc.offset if voc.full_output else 0
     L_PxC = _in_slices(lambda x: apply(params, x)[:, classes + first_logit], inputs[rows_P], prog.cfg.train.eval_batch)
-    train_rows = jnp.zeros(prog.n_rows, jnp.float32).at[perm[:prog.n_train]].set(1.0)
+    if isinstance(n_train, int):
+        train_rows = jnp.zeros(prog.n_rows, jnp.float32).at[perm[:n_train]].set(1.0)
+    else:  # the run's own training set (a traced size): the same 0 / 1 values
+        train_rows = jnp.zeros(prog.n_rows, jnp.float32).at[perm].set(
+            (jnp.arange(prog.n_rows) < n_train).astype(jnp.float32))
     spec = spectrum(params["tok_emb"]["embedding"][classes + voc.offset].astype(jnp.float32), g)
     mask, count = key_mask(spec)
     restricted, excluded = restricted_excluded(L_PxC, mask, train_rows[rows_P], g)
@@ -288,20 +293,16 @@ def fourier_measures(prog, apply, params, perm, data) -> dict:
             "restricted_loss": restricted, "excluded_loss": excluded, "fourier_spectrum": spec}
 
 
-def logits_measures(prog, apply, params, perm, data) -> dict:
+def logits_measures(prog, apply, params, perm, data, n_train) -> dict:
     """The logits keys of one run (module docstring): one forward and backward pass over the training split, in
-    slices of ``train.eval_batch``."""
+    slices of ``train.eval_batch``. A run's own (traced) ``n_train`` is summed as jgrok.train sums a traced split:
+    slices of min(eval_batch, n_rows), as many as the split needs (a loop with a traced trip count)."""
     inputs, targets = data
-    n = prog.n_train
-    size = min(prog.cfg.train.eval_batch, n)
-    k = -(-n // size)
-    pos = jnp.arange(k * size)
-    w_KxB = (pos < n).astype(jnp.float32).reshape(k, size)
-    idx_KxB = perm[jnp.minimum(pos, n - 1)].reshape(k, size)
+    n = n_train
+    traced = not isinstance(n, int)
+    size = min(prog.cfg.train.eval_batch, prog.n_rows if traced else n)
 
-    def body(carry, xs):
-        idx, w = xs
-
+    def slice_sums(carry, idx, w):
         def loss(p):
             z = apply(p, inputs[idx])
             nll = losses.nll(z, targets[idx], lambda q: losses.log_probs(prog, q))  # the run's train.loss
@@ -311,10 +312,21 @@ def logits_measures(prog, apply, params, perm, data) -> dict:
         prob = jnp.take_along_axis(jax.nn.softmax(z, axis=-1), targets[idx][:, None], axis=-1)[:, 0]
         sums = jnp.stack([jnp.sum(jnp.max(z, -1) * w), jnp.sum(jnp.linalg.norm(z, axis=-1) * w),
                           jnp.sum((prob == 1.0) * w)])
-        return (carry[0] + sums, jax.tree.map(jnp.add, carry[1], grad)), None
+        return carry[0] + sums, jax.tree.map(jnp.add, carry[1], grad)
 
     zero = (jnp.zeros(3, jnp.float32), jax.tree.map(jnp.zeros_like, params))
-    (sums, grad), _ = jax.lax.scan(body, zero, (idx_KxB, w_KxB))
+    if traced:
+        def step(c):
+            pos = c[0] * size + jnp.arange(size)
+            return (c[0] + 1, *slice_sums(c[1:], perm[jnp.minimum(pos, n - 1)], (pos < n).astype(jnp.float32)))
+
+        _, sums, grad = jax.lax.while_loop(lambda c: c[0] < (n + size - 1) // size, step, (jnp.int32(0), *zero))
+    else:
+        k = -(-n // size)
+        pos = jnp.arange(k * size)
+        w_KxB = (pos < n).astype(jnp.float32).reshape(k, size)
+        idx_KxB = perm[jnp.minimum(pos, n - 1)].reshape(k, size)
+        (sums, grad), _ = jax.lax.scan(lambda c, xs: (slice_sums(c, *xs), None), zero, (idx_KxB, w_KxB))
     dot = sum(jnp.sum(p * q) for p, q in zip(jax.tree.leaves(params), jax.tree.leaves(grad)))
     norms = [jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(t))) for t in (params, grad)]
     denom = norms[0] * norms[1]
@@ -322,12 +334,14 @@ def logits_measures(prog, apply, params, perm, data) -> dict:
             "grad_cos": jnp.where(denom > 0, dot / jnp.where(denom > 0, denom, 1.0), 0.0)}
 
 
-def evaluate(prog, apply, params, perm, data) -> dict:
-    """Every measure of the program for one run: {key: float32 value} ([F] for the spectrum)."""
+def evaluate(prog, apply, params, perm, data, n_train=None) -> dict:
+    """Every measure of the program for one run: {key: float32 value} ([F] for the spectrum); ``n_train``: the
+    run's training-set size (traced, where the program has none of its own; default the program's)."""
+    n_train = prog.n_train if prog.n_train is not None else n_train
     out = {}
     names = parse(prog.cfg.train.measures)
     if "logits" in names:
-        out.update(logits_measures(prog, apply, params, perm, data))
+        out.update(logits_measures(prog, apply, params, perm, data, n_train))
     if "fourier" in names:
-        out.update(fourier_measures(prog, apply, params, perm, data))
+        out.update(fourier_measures(prog, apply, params, perm, data, n_train))
     return {k: jnp.asarray(v, jnp.float32) for k, v in out.items()}

@@ -440,7 +440,7 @@ def print_dry_run(plan: Plan) -> None:
                   f"evaluation every {tr.eval_every} updates; lanes W = {W} x {n_dev} device(s), {mem}")
         else:
             print(f"#   {len(members)} runs, {prog.n_params:,} parameters per run ({prog.cfg.model.kind}), {prog.n_rows} pairs "
-                  f"({table.n_train} train), lanes W = {W} x {n_dev} device(s), {mem}")
+                  f"({split_sizes(prog, members)}), lanes W = {W} x {n_dev} device(s), {mem}")
         print("#   " + time_estimate(prog, len(members), W, n_dev))
     if plan.looks:
         print("# " + looks_design(plan))
@@ -459,6 +459,18 @@ def program_title(rows: list[dict], members: list[dict]) -> str:
     variant = f" / variant {r['variant']}" if r.get("variant") else ""
     values = "".join(f" {a}={rungroup.value_text(r[a])}" for a in shown)
     return f"{r['task']} / {r['optimizer']}{variant}{values}, runs {runids.text(m['run'] for m in members)}"
+
+
+def split_sizes(prog, members: list[dict]) -> str:
+    """The dry run's train / validation sizes of a program's runs, per training fraction where they differ."""
+    from jgrok import rungroup, train
+
+    sizes = {r["fraction"]: train.row_n_train(prog, r) for r in members}
+    if len(sizes) == 1:
+        (n,) = sizes.values()
+        return f"{n} train, {prog.n_rows - n} validation"
+    return "; ".join(f"fraction={rungroup.value_text(f)}: {n} train, {prog.n_rows - n} validation"
+                     for f, n in sorted(sizes.items()))
 
 
 def looks_design(plan: Plan) -> str:

@@ -45,7 +45,7 @@ from jgrok import init as init_mod
 from jgrok import measures as measures_mod
 from jgrok import models, optim
 from jgrok.errors import ConfigError
-from jgrok.tasks import kinds
+from jgrok.tasks import algorithmic, kinds
 
 PURPOSE_SPLIT, PURPOSE_ORDER = 1, 2
 PRECISION = {"fp32": "highest", "tf32": "tensorfloat32", "bf16": "default", "fp64": "highest"}
@@ -62,10 +62,14 @@ HYPER_EXTRA = {  # field: (dtype, per layer group)
     "seed_G": (np.int32, True),  # [G] model seed of each layer group (the seed axis, init.groups overrides)
     "scheme_G": (np.int32, True),  # [G] index into Program.schemes per layer group (the init axis, overrides)
     "perturb": (np.int32, False),  # chaos floor: 0 = none, k > 0 = one-ulp noise k (jgrok.init.perturb_ulp)
+    # the fraction axis: the run's training-set size floor(N x fraction) (jgrok.tasks.algorithmic.train_size); read
+    # only by programs whose runs each have their own (:func:`fraction_traced`; the others: Program.n_train)
+    "n_train": (np.int32, False),
 }
-_HYPER_OPTIONAL = ("orthogonal_grad",)  # fields that default to None
+_HYPER_OPTIONAL = ("orthogonal_grad", "n_train")  # fields that default to None
 Hyper = collections.namedtuple(
-    "Hyper", [*HYPER_EXTRA, *(a.name for a in axes.hyper() if a.name not in _HYPER_OPTIONAL), *_HYPER_OPTIONAL],
+    "Hyper", [*(k for k in HYPER_EXTRA if k not in _HYPER_OPTIONAL),
+              *(a.name for a in axes.hyper() if a.name not in _HYPER_OPTIONAL), *_HYPER_OPTIONAL],
     defaults=(None,) * len(_HYPER_OPTIONAL))
 Hyper.__doc__ = "Per-run values (each a scalar for one run; a [W] array for a wave): see the comment above it."
 
@@ -90,10 +94,12 @@ class RunState(NamedTuple):
 def static_cfg(cfg):
     """The part of a program's config that its compiled functions depend on: the config with the traced values
     (``train.steps``, ``train.eval_every``: arguments of the chunk), the summary-only ``train.thresholds``, the
-    per-run init-group overrides (``init.groups``: seed_G, scheme_G in Hyper) and the engine's settings (the chunk
-    length K is an argument of :meth:`Program.compiled`) set to fixed values."""
+    per-run init-group overrides (``init.groups``: seed_G, scheme_G in Hyper), the training fraction (a program
+    depends on it through ``Program.n_train`` alone) and the engine's settings (the chunk length K is an argument
+    of :meth:`Program.compiled`) set to fixed values."""
     return dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, steps=0, eval_every=0, thresholds=""),
+        task=dataclasses.replace(cfg.task, fraction=0.0),
         init=dataclasses.replace(cfg.init, groups=""), engine=config.EngineConfig(), grid={}, variants={})
 
 
@@ -109,7 +115,7 @@ class Program:
     n_inputs: int  # the model's input width: the vocabulary of a token task, the features of a dataset
     n_out: int
     n_rows: int  # rows of the task table (train and validation)
-    n_train: int
+    n_train: int | None  # training rows; None where every run has its own (Hyper.n_train, :func:`fraction_traced`)
     schemes: tuple[str, ...]
     filters: tuple[str, ...]
     window_max: int
@@ -244,20 +250,80 @@ def init_run(prog: Program, hp: Hyper) -> RunState:
                     jnp.array(-1, jnp.int32), jnp.array(0, jnp.int32), jnp.array(-1, jnp.int32))
 
 
-def _batch(prog: Program, perm, order_seed, step):
-    """Example indices and weights of the training batch of update ``step``."""
+def fraction_traced(kind, cfg) -> bool:
+    """True when the runs of a program of task kind ``kind`` and config ``cfg`` each have their own training-set
+    size (``Hyper.n_train``: the fraction axis as a traced value, every fraction in one program): a classification
+    sampled with replacement or in shuffled epochs. A full-batch program (its batch is the whole training set, an
+    array of n_train rows; padding it to the table would change every run's numbers) and a regression (its split
+    is per code group) have one static n_train: there the fraction splits programs (jgrok.grid.programs)."""
+    return kind.traced_fraction and cfg.train.sampling != "full"
+
+
+def run_n_train(prog: Program, hp: Hyper):
+    """A run's training-set size: the program's where it has one, else the run's own (traced) ``hp.n_train``."""
+    return prog.n_train if prog.n_train is not None else hp.n_train
+
+
+def row_n_train(prog: Program, row: dict) -> int:
+    """The training-set size of a run (a runs-table row, jgrok.grid.expand) of program ``prog``: the program's
+    where it has one, else floor(N x the run's fraction) (jgrok.tasks.algorithmic.train_size)."""
+    return prog.n_train if prog.n_train is not None else algorithmic.train_size(prog.n_rows, row["fraction"])
+
+
+def round_thresholds(N: int) -> tuple[int, ...]:
+    """The smallest n (1 <= n <= N) that jax.random.permutation(key, n) sorts in 1, 2, ... rounds: it sorts
+    ceil(3 ln(max(1, n)) / ln(2^32 - 1)) times (jax._src.random's ``_shuffle``, after tjablin's heuristic)."""
+    rounds = lambda n: int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))  # noqa: E731
+    out = []
+    for r in range(1, rounds(N) + 1):
+        lo, hi = 1, N
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if rounds(mid) >= r else (mid + 1, hi)
+        out.append(lo)
+    return tuple(out)
+
+
+def prefix_permutation(key, n, N: int):
+    """int32[N]: ``jax.random.permutation(key, n)`` for a traced ``n <= N``, then n, ..., N - 1 in order.
+
+    jax's permutation sorts arange(n) by fresh random 32-bit keys ``random.bits(subkey, (n,))`` (a stable sort),
+    in a number of rounds that depends on n (:func:`round_thresholds`). With the partitionable threefry (jax's
+    default) ``random.bits(k, (N,))[:n]`` equals ``random.bits(k, (n,))``, so sorting arange(N) by (element >= n,
+    bits for elements below n, the element itself for the others) in the same rounds, each applied only where n takes it, gives jax's permutation of n in the first n
+    entries (tests/test_fraction.py checks it against jax.random.permutation)."""
+    x = jnp.arange(N, dtype=jnp.int32)
+    for threshold in round_thresholds(N):
+        key, subkey = jax.random.split(key)
+        bits = jax.random.bits(subkey, (N,), jnp.uint32)
+        pad = x >= n  # n, ..., N - 1 sort last, in their order
+        _, _, shuffled = jax.lax.sort((pad, jnp.where(pad, x.astype(jnp.uint32), bits), x), num_keys=2,
+                                      is_stable=True)
+        x = jnp.where(n >= threshold, shuffled, x)
+    return x
+
+
+def _batch(prog: Program, perm, order_seed, step, n_train=None):
+    """Example indices and weights of the training batch of update ``step``; ``n_train``: the run's own
+    training-set size (traced; read only where the program has none, see :func:`run_n_train`)."""
     tr = prog.cfg.train
-    n_train, B = prog.n_train, tr.batch_size
+    traced = prog.n_train is None
+    n_train, B = (n_train if traced else prog.n_train), tr.batch_size
     key = jax.random.fold_in(jax.random.key(order_seed), PURPOSE_ORDER)
-    if tr.sampling == "full":
+    if tr.sampling == "full":  # never traced (fraction_traced)
         return perm[:n_train], jnp.ones(n_train, jnp.float32)
     if tr.sampling == "replacement":  # the template: each example drawn uniformly from the training pairs
         pos = jax.random.randint(jax.random.fold_in(key, step), (B,), 0, n_train)
         return perm[pos], jnp.ones(B, jnp.float32)
-    # shuffled epochs of ceil(n_train / B) batches; the last batch of an epoch is the remainder (weights 0 pad it)
+    # shuffled epochs of ceil(n_train / B) batches; the last batch of an epoch is the remainder (weights 0 pad it).
+    # Each run's epoch is its own: ceil(n_train / B) updates over its own training set.
     per_epoch = -(-n_train // B)
     epoch, j = step // per_epoch, step % per_epoch
-    order = jax.random.permutation(jax.random.fold_in(key, epoch), n_train)
+    epoch_key = jax.random.fold_in(key, epoch)
+    if traced:
+        order = prefix_permutation(epoch_key, n_train, prog.n_rows)
+    else:
+        order = jax.random.permutation(epoch_key, n_train)
     pos = j * B + jnp.arange(B)
     valid = pos < n_train
     return perm[order[jnp.minimum(pos, n_train - 1)]], valid.astype(jnp.float32)
@@ -267,7 +333,7 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step, wide: bool
     """One update of one run. ``step`` is the 0-based update index (the same for every lane); ``wide``: traced
     for a wave of W > 1 lanes (see :func:`apply`)."""
     inputs, targets = data
-    idx, w = _batch(prog, state.perm, hp.order_seed, step)
+    idx, w = _batch(prog, state.perm, hp.order_seed, step, hp.n_train)
     x, y = inputs[idx], targets[idx]
 
     def loss_fn(params):
@@ -291,8 +357,13 @@ def train_step(prog: Program, data, state: RunState, hp: Hyper, step, wide: bool
 
 def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wide: bool):
     """Mean loss and accuracy over examples perm[start : start + count], in slices of train.eval_batch (the sums
-    are the task kind's; without accuracy, an accuracy of 0 that the caller drops)."""
+    are the task kind's; without accuracy, an accuracy of 0 that the caller drops).
+
+    A traced ``count`` (a run's own split size) is summed by :func:`_traced_split_sums`."""
     inputs, targets = data
+    if not isinstance(count, int):  # XLA computes a static count's correct / count as correct * (1 / count)
+        nll, correct = _traced_split_sums(prog, params, perm, start, count, data, wide)  # (measured): so here
+        return nll / count, correct * (jnp.float32(1) / count.astype(jnp.float32))
     size = min(prog.cfg.train.eval_batch, count)
     n_slices = -(-count // size)
     pos = start + jnp.arange(n_slices * size)
@@ -308,19 +379,45 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wi
     return nll / count, correct / count
 
 
-def evaluate(prog: Program, data, state: RunState, wide: bool = False) -> dict:
-    """Metrics of one run's current parameters; uses no randomness. ``wide``: as for :func:`train_step`."""
-    n_val = prog.n_rows - prog.n_train
+def _traced_split_sums(prog: Program, params, perm, start, count, data, wide: bool):
+    """(loss sum, correct count) over perm[start : start + count] for a traced ``count``: slices of the size a
+    static split of the whole table would have, min(eval_batch, n_rows) (so nothing static depends on the other
+    runs of a scan), summed in order by a loop with a traced trip count, ceil(count / size). A split of at least
+    eval_batch examples gets exactly the static slices and sums; a smaller one is one slice with zero-weighted
+    padding (the same correct count; a loss sum that may differ in its last bits from the static one's)."""
+    inputs, targets = data
+    size = min(prog.cfg.train.eval_batch, prog.n_rows)
+    n_slices = (count + size - 1) // size
+
+    def body(carry):
+        k, nll, correct = carry
+        pos = start + k * size + jnp.arange(size)
+        w = (pos < start + count).astype(jnp.float32)
+        i = perm[jnp.minimum(pos, start + count - 1)]
+        loss, right = prog.kind.eval_sums(prog, apply(prog, params, inputs[i], wide=wide), targets[i], w)
+        return k + 1, nll + loss, correct if right is None else correct + right
+
+    _, nll, correct = jax.lax.while_loop(lambda c: c[0] < n_slices, body,
+                                         (jnp.int32(0), jnp.float32(0), jnp.float32(0)))
+    return nll, correct
+
+
+def evaluate(prog: Program, data, state: RunState, wide: bool = False, n_train=None) -> dict:
+    """Metrics of one run's current parameters; uses no randomness. ``wide``: as for :func:`train_step`;
+    ``n_train``: the run's own training-set size, read where the program has none (:func:`run_n_train`)."""
+    n_train = prog.n_train if prog.n_train is not None else n_train
+    n_val = prog.n_rows - n_train
     out = {}
-    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, prog.n_train, n_val, data, wide)
+    out["val_loss"], out["val_acc"] = _split_metrics(prog, state.params, state.perm, n_train, n_val, data, wide)
     if prog.cfg.train.eval_train:
         out["train_full_loss"], out["train_full_acc"] = _split_metrics(
-            prog, state.params, state.perm, 0, prog.n_train, data, wide)
+            prog, state.params, state.perm, 0, n_train, data, wide)
     if not prog.kind.has_accuracy:
         out = {k: v for k, v in out.items() if not k.endswith("_acc")}
     out["weight_norm"] = optim.global_norm(state.params)
     out.update(group_norms(prog, state.params))
-    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x, wide=wide), state.params, state.perm, data))
+    out.update(measures_mod.evaluate(prog, lambda p, x: apply(prog, p, x, wide=wide), state.params, state.perm, data,
+                                     n_train))
     return out
 
 
@@ -404,7 +501,7 @@ def chunk_fn(prog: Program, K: int):
                 do_eval = in_budget & (((step + 1) % eval_every == 0) | (step + 1 == total))
 
                 def run_eval(s):
-                    ev = jax.vmap(lambda si: evaluate(prog, data, si, wide))(s)
+                    ev = jax.vmap(lambda si, hi: evaluate(prog, data, si, wide, hi.n_train))(s, hp)
                     return {k: ev[k].astype(jnp.float32) for k in keys}
 
                 none = {k: jnp.full((W,) + shapes[k], jnp.nan, jnp.float32) if shapes[k] else nan for k in keys}

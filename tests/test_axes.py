@@ -52,6 +52,7 @@ ROUND_TRIP = {
     "filter_window": ("3", 3),
     "orthogonal_grad": (True, True),
     "variant": ("plain", "plain"),
+    "fraction": ("0.3", 0.3),
     "p": ("13", 13),
     "d_model": ("8", 8),
     "n_layers": ("2", 2),

@@ -74,8 +74,12 @@ def _check_task(cfg: Config, tasks: list[str], regression: bool) -> None:
     if regression and len(tasks) > 1:
         raise ConfigError("Task 'mheight' (regression) cannot share a scan with classification tasks; scan it alone.")
     t = cfg.task
-    if not 0.0 < t.fraction < 1.0:
-        raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {t.fraction}.")
+    for f in _axis_values(cfg, "fraction"):
+        if not 0.0 < f < 1.0:
+            raise ConfigError(f"task.fraction must be between 0 and 1 (exclusive), not {f}.")
+    if regression and "fraction" in cfg.grid:
+        raise ConfigError("Task 'mheight' sizes its split with task.train_per_group and task.val_per_group, not "
+                          "a training fraction; drop the fraction axis (--fraction).")
     if t.split not in ("shuffled", "ordered"):
         raise ConfigError(f"task.split must be 'shuffled' or 'ordered', not '{t.split}'.")
 

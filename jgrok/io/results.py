@@ -21,6 +21,8 @@ Definitions (per run, from the curves at eval steps):
   final_*            the value at the last evaluation with a finite value (for a diverged run: the last
                      evaluation before it diverged)
   diverged_step      0-based index of the update whose loss or parameters were not finite; empty if none
+  n_train            the run's training-set size, floor(N x fraction) for an operation table (its training set
+                     is the first n_train pairs of its split seed's permutation); the task's for a regression
   stderr (final_info.json) = population std / n, as the AI-Scientist template computes it; means and stderrs are
                      over the n runs that have a value (a run that diverged before its first evaluation has
                      none: null in final_info_dict)
@@ -61,8 +63,8 @@ W_NOTE = ("results are bit-identical for the same config and W (in any lane, bes
           "rounding differences can grow over many updates.")
 FINAL_KEYS = kinds.CLASSIFY.final_keys
 REGRESSION_FINAL_KEYS = kinds.REGRESS.final_keys
-SUMMARY_COLUMNS = ("run",) + rungroup.COLUMNS + kinds.CLASSIFY.columns
-REGRESSION_COLUMNS = ("run",) + rungroup.COLUMNS + kinds.REGRESS.columns
+SUMMARY_COLUMNS = ("run",) + rungroup.COLUMNS + ("n_train",) + kinds.CLASSIFY.columns
+REGRESSION_COLUMNS = ("run",) + rungroup.COLUMNS + ("n_train",) + kinds.REGRESS.columns
 
 
 def is_regression(summary: list[dict]) -> bool:
@@ -72,7 +74,8 @@ def is_regression(summary: list[dict]) -> bool:
 def columns(kind: kinds.TaskKind, summary: list[dict]) -> tuple[str, ...]:
     """summary.csv's columns for a scan of this task kind: run, the run-group columns, the kind's own columns and
     the extra-threshold columns its rows carry."""
-    return ("run",) + rungroup.COLUMNS + kind.columns + threshold_columns(summary)
+    return ("run",) + rungroup.COLUMNS + ("n_train",) * bool(summary and "n_train" in summary[0]) + kind.columns \
+        + threshold_columns(summary)
 
 
 def extra_thresholds(thresholds) -> list[tuple[float, str]]:
@@ -97,7 +100,8 @@ def summarize(rows: list[dict], metrics: dict, eval_step: np.ndarray, budget: in
                                  thresholds=extra_thresholds(thresholds))
     out = []
     for i, r in enumerate(rows):
-        d = {"run": r["run"], **rungroup.columns(r), "lanes": lanes, **values[i]}
+        d = {"run": r["run"], **rungroup.columns(r), **({"n_train": r["n_train"]} if "n_train" in r else {}),
+             "lanes": lanes, **values[i]}
         d["diverged_step"] = int(diverged_step[i]) if diverged_step[i] >= 0 else ""
         if "stopped_step" in kind.columns:
             d["stopped_step"] = -1 if stopped_step is None else int(stopped_step[i])
@@ -311,9 +315,13 @@ def own(arrays: dict, name: str, i: int) -> np.ndarray:
 
 def save_scan(out: Path, cfg_text: str, done: list) -> list[dict]:
     """Write metrics.npz, summary.csv, final_info.json (and config.yaml) for finished programs."""
-    rows, metrics, eval_step, step_loss, step_acc, diverged, lanes, stopped = merge(done)
-    prog = done[0].prog
     from jgrok import config as config_mod
+    from jgrok import train
+
+    n_train = {r["run"]: train.row_n_train(d.prog, r) for d in done for r in d.rows}
+    rows, metrics, eval_step, step_loss, step_acc, diverged, lanes, stopped = merge(done)
+    rows = [r | {"n_train": n_train[r["run"]]} for r in rows]  # summary.csv's n_train: each run's own
+    prog = done[0].prog
 
     kind = prog.kind
     if not kind.has_accuracy:  # leave the all-NaN accuracy arrays out

@@ -172,6 +172,12 @@ class Table:
         return len(self.targets)
 
 
+def train_size(n_pairs: int, fraction: float) -> int:
+    """The training-set size of a table of ``n_pairs`` pairs at training fraction ``fraction``: floor(N x
+    fraction) (a run's training set is the first that many pairs of its split seed's permutation)."""
+    return int(math.floor(n_pairs * fraction))
+
+
 def build(name: str, cfg) -> Table:
     """Build the full table of task ``name`` (cfg: jgrok.config.TaskConfig)."""
     check_task(name, cfg)
@@ -210,7 +216,7 @@ def build(name: str, cfg) -> Table:
         targets=labels.astype(np.int32),
         n_vocab=voc.size,
         n_out=voc.size if voc.full_output else n_elems,
-        n_train=int(math.floor(n * cfg.fraction)),
+        n_train=train_size(n, cfg.fraction),
         vocab=voc,
     )
 

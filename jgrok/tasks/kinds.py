@@ -49,6 +49,7 @@ class TaskKind:
     noun: str  # "a classification" / "a regression": what the kind is called in messages
     has_accuracy: bool  # its runs have accuracies (train_acc, val_acc, step_acc, steps to 99%)
     epochs: bool  # its results count epochs: metrics.npz holds updates_per_epoch, its figures have epoch axes
+    traced_fraction: bool  # task.fraction can be a per-run value (jgrok.train.fraction_traced); else one a scan
     columns: tuple[str, ...]
     final_keys: tuple[str, ...]
     headline: tuple[str, ...]
@@ -211,7 +212,7 @@ class Regression(TaskKind):
 
 
 CLASSIFY = Classification(
-    name="classify", noun="a classification", has_accuracy=True, epochs=False,
+    name="classify", noun="a classification", has_accuracy=True, epochs=False, traced_fraction=True,
     columns=("lanes", "step_train_acc_99", "step_val_acc_99", "grok_delay", "reached_train_99", "reached_val_99",
              "final_train_loss", "final_val_loss", "final_train_acc", "final_val_acc", "final_weight_norm",
              "diverged_step", "stopped_step"),
@@ -222,7 +223,7 @@ CLASSIFY = Classification(
     report_sections=("steps", "survival", "finals", "fastest", "thresholds", "measures", "diverged", "plots"))
 
 REGRESS = Regression(
-    name="regress", noun="a regression", has_accuracy=False, epochs=True,
+    name="regress", noun="a regression", has_accuracy=False, epochs=True, traced_fraction=False,
     columns=("lanes", "drop_step", "drop_epoch", "dropped", "drop_factor", "final_train_loss", "final_val_loss",
              "min_val_loss", "final_weight_norm", "diverged_step"),
     final_keys=("final_train_loss", "final_val_loss", "min_val_loss", "drop_epoch", "dropped"),
