@@ -31,7 +31,8 @@ def test_summary_rows_carry_exactly_the_kinds_columns():
     loss = np.exp(-np.linspace(0, 3, E))[None] * (1 + 0.01 * rng.random((R, E)))
     rows = [dict(run=i, task="t", seed=i, split_seed=i, order_seed=i, lr=1e-3, wd=0.1, init="default",
                  init_scale=1.0, optimizer="adamw", filter="none", filter_alpha=0.98, filter_lambda=2.0,
-                 filter_window=100, orthogonal_grad=False, variant="") for i in range(R)]
+                 filter_window=100, orthogonal_grad=False, variant="", fraction=0.5, p=97, d_model=128,
+                 n_layers=2) for i in range(R)]
     metrics = {"train_loss": loss, "val_loss": loss, "weight_norm": loss, "train_acc": 1 - loss, "val_acc": 1 - loss}
     for kind in kinds.KINDS:
         s = results.summarize(rows, metrics, step, 300, 2, np.full(R, -1), None, (0.99,), kind, 4)

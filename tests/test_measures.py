@@ -80,7 +80,7 @@ def test_fourier_solution_has_zero_restricted_loss_and_large_excluded_loss(task)
     prog, data, table = _prog(task, p, "fourier")
     params, apply = _fourier_solution(task, p, keys)
     perm = jnp.asarray(np.random.default_rng(0).permutation(table.n_pairs).astype(np.int32))
-    m = jax.jit(lambda prm, pr: measures.fourier_measures(prog, apply, prm, pr, data))(params, perm)
+    m = jax.jit(lambda prm, pr: measures.fourier_measures(prog, apply, prm, pr, data, train.row_n_train(prog, {"fraction": prog.cfg.task.fraction})))(params, perm)
     n = measures.group(task, p).n
     assert float(m["restricted_loss"]) < 1e-4
     assert float(m["excluded_loss"]) > 0.95 * np.log(n)  # nothing but chance left once the key frequencies go
@@ -127,7 +127,7 @@ def _scaled_onehot(table):
 def test_softmax_collapse_of_hand_made_logits(scale, collapse):
     prog, data, table = _prog("x_plus_y", 11, "logits")
     perm = jnp.arange(table.n_pairs, dtype=jnp.int32)
-    m = measures.logits_measures(prog, _scaled_onehot(table), {"s": jnp.float32(scale)}, perm, data)
+    m = measures.logits_measures(prog, _scaled_onehot(table), {"s": jnp.float32(scale)}, perm, data, train.row_n_train(prog, {"fraction": prog.cfg.task.fraction}))
     assert float(m["softmax_collapse"]) == collapse
     assert float(m["logit_max"]) == pytest.approx(scale) and float(m["logit_norm"]) == pytest.approx(scale)
     # d(mean CE)/ds = -(1 - softmax_y) < 0 while s > 0: cosine -1 (0 once the gradient underflows to exactly 0)
@@ -140,8 +140,9 @@ def test_grad_cos_matches_the_full_batch_gradient():
     params = {"a": jax.random.normal(key, (table.n_out,)), "b": jnp.float32(0.7)}
     apply = lambda prm, x: prm["b"] * jnp.sin(x[:, :1] + prm["a"][None, :])  # noqa: E731
     perm = jnp.asarray(np.random.default_rng(3).permutation(table.n_pairs).astype(np.int32))
-    m = measures.logits_measures(prog, apply, params, perm, data)
-    x, y = data[0][perm[:prog.n_train]], data[1][perm[:prog.n_train]]
+    n = train.row_n_train(prog, {"fraction": prog.cfg.task.fraction})
+    m = measures.logits_measures(prog, apply, params, perm, data, n)
+    x, y = data[0][perm[:n]], data[1][perm[:n]]
 
     def loss(prm):
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(apply(prm, x)), y[:, None], -1))

@@ -57,7 +57,7 @@ def test_fourier_measures_use_the_nanda_tokens():
     params["tok_emb"]["embedding"] = jnp.asarray(E)
     data = (jnp.asarray(t.inputs, jnp.int32), jnp.asarray(t.targets, jnp.int32))
     perm = jnp.arange(t.n_pairs, dtype=jnp.int32)
-    m = jax.jit(lambda prm: measures.fourier_measures(prog, lambda q, x: train.apply(prog, q, x), prm, perm, data))(
+    m = jax.jit(lambda prm: measures.fourier_measures(prog, lambda q, x: train.apply(prog, q, x), prm, perm, data, train.row_n_train(prog, {"fraction": prog.cfg.task.fraction})))(
         params)
     spec = np.asarray(m["fourier_spectrum"])
     assert spec.shape == (56,) and np.argmax(spec) == 4 and spec[np.arange(56) != 4].max() < 1e-4 * spec[4]

@@ -22,7 +22,8 @@ def test_first_step_above_threshold():
 def test_summary_rows_and_grokking_delay():
     rows = [{"run": i, "task": "x_plus_y", "seed": i, "split_seed": i, "order_seed": i, "lr": 1e-3, "wd": 0.5,
              "init": "default", "init_scale": 1.0, "optimizer": "adamw", "filter": "none", "filter_alpha": 0.98,
-             "filter_lambda": 2.0, "filter_window": 100} for i in range(2)]
+             "filter_lambda": 2.0, "filter_window": 100, "fraction": 0.5, "p": 97, "d_model": 128, "n_layers": 2}
+            for i in range(2)]
     m = {
         "train_acc": np.array([[0.5, 1.0, 1.0, 1.0], [0.2, 0.3, 0.4, 0.5]]),
         "val_acc": np.array([[0.1, 0.2, 0.995, 1.0], [0.0, 0.0, np.nan, np.nan]]),
