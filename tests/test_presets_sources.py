@@ -42,6 +42,13 @@ FACTS = {
                          attn_bias=False, head_bias=False, mlp_bias=False, positions="sinusoidal", bias=True),
                     dict(name="adamw", lr=1e-3, wd=1.0, b1=0.9, b2=0.98, warmup=10),
                     dict(batch_size=512, steps=100000)),
+    "power_fraction": ("Power et al. (2022)", dict(name="permutation", perm_n=5),
+                       dict(n_layers=2, d_model=128, n_heads=4, norm="post", activation="relu", final_ln=False,
+                            attn_bias=False, head_bias=False, mlp_bias=False, positions="sinusoidal", bias=True),
+                       dict(name="adamw", lr=1e-3, wd=1.0, b1=0.9, b2=0.98, warmup=10),
+                       dict(batch_size=512, steps=100000)),
+    "power_fraction_cpu": ("none", dict(name="x_plus_y", p=31), dict(n_layers=1, d_model=64), dict(name="adamw"),
+                           dict(sampling="replacement", steps=2000)),
     "nanda": ("progress-measures-paper", dict(name="x_plus_y", p=113, fraction=0.3, vocab="nanda"), NANDA_MODEL,
               dict(name="adamw", lr=1e-3, wd=1.0, b1=0.9, b2=0.98, warmup=10),
               dict(sampling="full", steps=50000, loss="answer")),
@@ -115,3 +122,12 @@ def test_julia_loss_is_julia_repro_with_the_two_losses_as_variants():
     assert {name: config.variant_config(study, name).train.loss for name in study.grid["variant"]} == {
         "seq2val": "answer", "seq2seq": "sequence"}
     assert study.grid["seed"] == list(range(32))
+
+
+def test_power_fraction_is_power_et_al_over_training_fractions():
+    """The fraction preset trains the power_et_al model and optimiser (figure 1 centre: S5 composition), over
+    training fractions, with one seed list for every fraction."""
+    frac, base = config.load("power_fraction"), config.load("power_et_al")
+    assert frac.model == base.model and frac.optim == base.optim and frac.train == base.train
+    assert frac.grid["fraction"] == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] and len(frac.grid["seed"]) == 8
+    assert config.load("power_fraction_cpu").grid["fraction"] == [0.3, 0.4, 0.5, 0.6, 0.7]
