@@ -103,8 +103,7 @@ def hlo_stacks(text: str) -> dict[str, tuple[list[str], str]]:
 
 def part_of(stack: list[str]) -> str:
     """The PARTS entry of an instruction, from its source stack (innermost first)."""
-    joined = " ".join(stack)
-    if "_batch" in joined and "train.py:_batch" in stack:
+    if "train.py:_batch" in stack:
         return "batches"
     if "train.py:evaluate" in stack or "train.py:_split_metrics" in stack:
         return "evaluation"
@@ -168,22 +167,19 @@ def profile(cfg: config_mod.Config, W: int) -> dict:
         path, = glob.glob(f"{d}/**/*.xplane.pb", recursive=True)
         times, threads = self_times(path)
     seed_steps = W * cfg.train.steps
+    part = {name: part_of(stacks[name][0]) if name in stacks else "unattributed" for name in times}
     parts = collections.defaultdict(float)
-    direction = collections.defaultdict(float)
-    unknown = 0.0
+    backward = 0.0
     for name, ns in times.items():
-        stack, op = stacks.get(name, ([], ""))
-        if name not in stacks:
-            unknown += ns
-        parts[part_of(stack) if name in stacks else "unattributed"] += ns
-        direction["backward" if "transpose(" in op else "forward/other"] += ns
+        parts[part[name]] += ns
+        backward += ns if "transpose(" in stacks.get(name, ([], ""))[1] else 0.0
     total = sum(parts.values())
     return {"W": W, "wall_s": wall, "seed_steps": seed_steps, "threads": threads, "thunk_s": total / 1e9,
             "busy": total / 1e9 / (wall * max(threads, 1)),
-            "unattributed_share": unknown / total if total else 0.0,
+            "unattributed_share": parts["unattributed"] / total if total else 0.0,
             "parts_ms_per_seed_step": {p: parts[p] / 1e6 / seed_steps for p in PARTS},
-            "backward_share": direction["backward"] / total if total else 0.0,
-            "top": sorted(((n, t / 1e6 / seed_steps, part_of(stacks.get(n, ([], ""))[0])) for n, t in times.items()),
+            "backward_share": backward / total if total else 0.0,
+            "top": sorted(((n, t / 1e6 / seed_steps, part[n]) for n, t in times.items()),
                           key=lambda x: -x[1])[:12]}
 
 
@@ -210,15 +206,8 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lanes", default="1,8,64", help="wave widths W (comma list); each trains W seeds")
-    ap.add_argument("--task", default="x_plus_y")
-    ap.add_argument("--p", type=int, default=97)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--n-heads", type=int, default=4)
-    ap.add_argument("--n-layers", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--eval-every", type=int, default=10)
+    throughput.experiment_flags(ap, task="x_plus_y")
     ap.add_argument("--steps", type=int, default=20, help="updates per profiled run (one chunk)")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     a.chunk = a.steps

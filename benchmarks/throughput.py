@@ -70,6 +70,19 @@ def experiment(a) -> config_mod.Config:
     return cfg
 
 
+def experiment_flags(ap: argparse.ArgumentParser, task: str) -> None:
+    """The flags of ``experiment`` (the model size and task; the defaults are the template's), for this benchmark
+    and the ones that measure the same experiment (benchmarks/profile_step.py)."""
+    ap.add_argument("--task", default=task)
+    ap.add_argument("--p", type=int, default=97)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--n-heads", type=int, default=4)
+    ap.add_argument("--n-layers", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
+
+
 def flops_per_update(cfg: config_mod.Config, n_val: int, n_out: int, batch: int | None = None) -> float:
     """The module docstring's FLOPs/update; ``batch`` replaces train.batch_size (e.g. the train split when
     sampling is full-batch)."""
@@ -153,16 +166,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--torch", default="eager,compile,vmap", help="PyTorch variants (comma list; '' for none)")
     ap.add_argument("--torch-seeds", type=int, default=2, help="seeds per PyTorch variant (vmap: stacked)")
     ap.add_argument("--torch-steps", type=int, default=None, help="updates per PyTorch seed (default --steps)")
-    ap.add_argument("--task", default="x_div_y")
-    ap.add_argument("--p", type=int, default=97)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--n-heads", type=int, default=4)
-    ap.add_argument("--n-layers", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--eval-every", type=int, default=10)
+    experiment_flags(ap, task="x_div_y")
     ap.add_argument("--steps", type=int, default=500, help="updates per jgrok run")
     ap.add_argument("--chunk", type=int, default=500, help="updates per compiled jgrok chunk")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16"))
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's peak, if not in PEAK_TFLOPS")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement, interleaved; report medians")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
