@@ -360,7 +360,6 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wi
     are the task kind's; without accuracy, an accuracy of 0 that the caller drops).
 
     A traced ``count`` (a run's own split size) is summed by :func:`_traced_split_sums`."""
-    inputs, targets = data
     if not isinstance(count, int):  # XLA computes a static count's correct / count as correct * (1 / count)
         nll, correct = _traced_split_sums(prog, params, perm, start, count, data, wide)  # (measured): so here
         return nll / count, correct * (jnp.float32(1) / count.astype(jnp.float32))
@@ -371,12 +370,18 @@ def _split_metrics(prog: Program, params, perm, start: int, count: int, data, wi
     idx = perm[jnp.minimum(pos, start + count - 1)].reshape(n_slices, size)
 
     def body(carry, xs):
-        i, wi = xs
-        loss, correct = prog.kind.eval_sums(prog, apply(prog, params, inputs[i], wide=wide), targets[i], wi)
-        return (carry[0] + loss, carry[1] if correct is None else carry[1] + correct), None
+        loss, correct = _slice_sums(prog, params, data, *xs, wide)
+        return (carry[0] + loss, carry[1] + correct), None
 
     (nll, correct), _ = jax.lax.scan(body, (jnp.float32(0), jnp.float32(0)), (idx, w))
     return nll / count, correct / count
+
+
+def _slice_sums(prog: Program, params, data, idx, w, wide: bool):
+    """(loss sum, correct count) of one weighted slice of examples ``idx``; a kind without accuracy counts 0."""
+    inputs, targets = data
+    loss, correct = prog.kind.eval_sums(prog, apply(prog, params, inputs[idx], wide=wide), targets[idx], w)
+    return loss, jnp.float32(0) if correct is None else correct
 
 
 def _traced_split_sums(prog: Program, params, perm, start, count, data, wide: bool):
@@ -385,7 +390,6 @@ def _traced_split_sums(prog: Program, params, perm, start, count, data, wide: bo
     runs of a scan), summed in order by a loop with a traced trip count, ceil(count / size). A split of at least
     eval_batch examples gets exactly the static slices and sums; a smaller one is one slice with zero-weighted
     padding (the same correct count; a loss sum that may differ in its last bits from the static one's)."""
-    inputs, targets = data
     size = min(prog.cfg.train.eval_batch, prog.n_rows)
     n_slices = (count + size - 1) // size
 
@@ -394,8 +398,8 @@ def _traced_split_sums(prog: Program, params, perm, start, count, data, wide: bo
         pos = start + k * size + jnp.arange(size)
         w = (pos < start + count).astype(jnp.float32)
         i = perm[jnp.minimum(pos, start + count - 1)]
-        loss, right = prog.kind.eval_sums(prog, apply(prog, params, inputs[i], wide=wide), targets[i], w)
-        return k + 1, nll + loss, correct if right is None else correct + right
+        loss, right = _slice_sums(prog, params, data, i, w, wide)
+        return k + 1, nll + loss, correct + right
 
     _, nll, correct = jax.lax.while_loop(lambda c: c[0] < n_slices, body,
                                          (jnp.int32(0), jnp.float32(0), jnp.float32(0)))
