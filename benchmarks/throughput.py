@@ -97,15 +97,20 @@ def matmul_tflops(n: int = 2048, repeats: int = 10) -> float:
     the machine's own matmul rate, against which a training step's FLOP rate is a share."""
     import jax.numpy as jnp
 
-    f = jax.jit(lambda a, b: a @ b)
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    f(a, a).block_until_ready()
+    return 2 * n ** 3 / best_seconds(jax.jit(lambda x, y: x @ y), a, a, repeats=repeats) / 1e12
+
+
+def best_seconds(f, *args, repeats: int) -> float:
+    """Wall seconds of the fastest of ``repeats`` calls of ``f(*args)`` (an array-returning jitted function),
+    after one warm-up call that compiles it."""
+    f(*args).block_until_ready()
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        f(a, a).block_until_ready()
+        f(*args).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best / 1e12
+    return best
 
 
 def peak_share(row: dict, flops: float, peak: float | None) -> dict:
